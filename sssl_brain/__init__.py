@@ -1,0 +1,7 @@
+"""sssl-brain: music emotion recognition with semi-supervised self-learning (SSSL).
+
+A SpeechBrain plugin. See README.md for the layout and DESIGN.md (shared) for
+the method.
+"""
+
+__version__ = "0.1.0"
