@@ -93,3 +93,14 @@ def song_class(song, target, valence_threshold=0.5, arousal_threshold=0.5):
         high = {"valence": ("Q1", "Q4"), "arousal": ("Q1", "Q2")}[target]
         return int(quadrant in high)
     raise DataError(f"song {song.get('song_id')!r}: no {target} value and no quadrant")
+
+
+def n_classes_of(target):
+    """Number of classes of a target (used by the yaml).
+
+    Example
+    -------
+    >>> n_classes_of("valence"), n_classes_of("quadrant")
+    (2, 4)
+    """
+    return len(CLASS_NAMES[check_target(target)])

@@ -1,0 +1,435 @@
+"""SSSLBrain: the noise-robust segment classifier (stage 1 of SSSL).
+
+Per training epoch after ``warmup_epochs``:
+
+1. ``on_stage_start`` computes the cross-entropy of every training segment
+   (eval mode, no grad), normalises it to [0, 1] and fits a 2-component
+   Gaussian mixture (Eq. 3): X = {w_i > tau} are labeled, U the rest. Under
+   DDP each rank computes the losses of its shard, all are gathered, rank 0
+   fits the mixture and broadcasts the partition, so every rank holds the
+   identical partition.
+2. ``fit_batch`` replaces the labels of U by sharpened predictions (Eq. 4-5),
+   mixes inputs and targets (Eq. 6-7), adds the R-Drop symmetric KL of two
+   dropout passes of U (Eq. 8) and minimises L_MIX + lambda * L_KL (Eq. 9),
+   keeping everything SpeechBrain's ``fit_batch`` does (gradient
+   accumulation, ``no_sync``, ``training_ctx``, the grad scaler,
+   ``optimizers_step``).
+
+``method`` selects ``sssl``, ``proposed_star`` (lambda = 0) or ``inherit``
+(plain cross-entropy on inherited labels, no partition).
+"""
+
+import logging
+import os
+
+import numpy as np
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechbrain.utils.distributed import if_main_process
+
+from .errors import ConfigError
+from .io_utils import atomic_write_csv
+from .partition import partition_precision_recall, partition_segments
+from .sssl import mixup, normalize_losses, sharpen, soft_cross_entropy, sssl_loss, symmetric_kl
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("sssl", "proposed_star", "inherit")
+PARTITION_COLUMNS = [
+    "epoch", "n_clean", "n_noisy", "clean_frac", "gmm_mean_low", "gmm_mean_high", "per_class", "fallback",
+    "class_tv", "clean_precision", "clean_recall", "train_seg_acc_truth", "train_seg_acc_label",
+]
+
+
+def check_sssl_hparams(hparams):
+    """Checks the SSSL options at start-up; a wrong value raises a ConfigError naming it."""
+    method = hparams["method"]
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r}: choose one of {', '.join(METHODS)}")
+    if not 0.0 < float(hparams["tau"]) < 1.0:
+        raise ConfigError(f"tau={hparams['tau']!r}: the clean-probability threshold must be in (0, 1)")
+    if not float(hparams["sharpen_temperature"]) > 0:
+        raise ConfigError(f"sharpen_temperature={hparams['sharpen_temperature']!r}: must be > 0")
+    if float(hparams["mixup_alpha"]) < 0:
+        raise ConfigError(f"mixup_alpha={hparams['mixup_alpha']!r}: must be >= 0")
+    if float(hparams["rdrop_lambda"]) < 0:
+        raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
+    if int(hparams["warmup_epochs"]) < 0:
+        raise ConfigError(f"warmup_epochs={hparams['warmup_epochs']!r}: must be >= 0")
+
+
+class SSSLForward(torch.nn.Module):
+    """Runs everything one SSSL step needs in a single forward call.
+
+    A single call keeps DDP's gradient reduction correct (every parameter is
+    used through the wrapped module). The two R-Drop passes share one pass
+    through the convolutional trunk: the trunk has no dropout, so in train
+    mode both passes would compute the same trunk output for the same batch.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        A model with ``trunk(x)`` and ``head(h)`` (e.g. :class:`sssl_brain.models.VGG16`).
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, u_x=None, rdrop=True):
+        """Logits of ``x``; with ``u_x``, also the U predictions and R-Drop logits.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            (Mixed) batch, (B, T, F).
+        u_x : torch.Tensor, optional
+            The unmixed U samples of the batch.
+        rdrop : bool
+            Compute the two dropout passes of U (lambda > 0).
+
+        Returns
+        -------
+        torch.Tensor or dict
+            Logits of ``x`` alone, or a dict with ``logits``, ``u_probs``
+            (no grad, dropout off), ``u_logits_a`` and ``u_logits_b``.
+        """
+        if u_x is None:
+            return self.model(x)
+        if not rdrop:
+            with torch.no_grad():  # the model's prediction in eval mode (no dropout, running BN stats)
+                was_training = self.model.training
+                self.model.eval()
+                u_probs = torch.softmax(self.model(u_x).float(), dim=-1)
+                self.model.train(was_training)
+            return {"logits": self.model(x), "u_probs": u_probs, "u_logits_a": None, "u_logits_b": None}
+        # one trunk pass over the mixed batch and the U samples (a single batch,
+        # so batch norm never sees a lone sample), then the head per use
+        h = self.model.trunk(torch.cat([x, u_x]))
+        h_x, h_u = h[: x.shape[0]], h[x.shape[0]:]
+        with torch.no_grad():
+            u_probs = _eval_head_probs(self.model, h_u.detach())
+        return {"logits": self.model.head(h_x), "u_probs": u_probs,
+                "u_logits_a": self.model.head(h_u), "u_logits_b": self.model.head(h_u)}
+
+
+def _eval_head_probs(model, h):
+    """Class probabilities of the head with its dropout switched off (no grad)."""
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    states = [m.training for m in dropouts]
+    for m in dropouts:
+        m.eval()
+    try:
+        return torch.softmax(model.head(h).float(), dim=-1)
+    finally:
+        for m, s in zip(dropouts, states):
+            m.train(s)
+
+
+@register_checkpoint_hooks
+class PartitionState:
+    """The partition of the current epoch and the per-epoch history, checkpointed.
+
+    Saved with ``torch.save`` of tensors and plain types only and loaded with
+    ``weights_only=True``, so a resumed run keeps its partition history (and
+    reuses the partition if it resumes inside an epoch).
+    """
+
+    def __init__(self):
+        self.epoch = 0
+        self.clean = None
+        self.clean_prob = None
+        self.history = []
+
+    @mark_as_saver
+    def save(self, path):
+        """Writes the state (checkpoint hook)."""
+        torch.save({
+            "epoch": self.epoch,
+            "clean": self.clean,
+            "clean_prob": self.clean_prob,
+            "history": self.history,
+        }, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=True):
+        """Reads the state (checkpoint hook), without executing code from the file."""
+        state = torch.load(path, weights_only=True)
+        self.epoch, self.clean = state["epoch"], state["clean"]
+        self.clean_prob, self.history = state["clean_prob"], list(state["history"])
+
+
+class SSSLBrain(sb.Brain):
+    """SpeechBrain Brain for SSSL stage 1 (see the module docstring).
+
+    Expects in ``hparams``: ``method``, ``n_classes``, ``warmup_epochs``,
+    ``tau``, ``sharpen_temperature``, ``mixup_alpha``, ``rdrop_lambda``,
+    ``gmm_max_iter``, ``gmm_tol``, ``gmm_reg_covar``, ``gmm_per_class``,
+    ``partition_batch_size``, ``seed``, ``epoch_counter``; optional
+    ``partition_state``, ``train_logger``, ``output_folder``.
+    The model module is ``modules["model"]`` with ``trunk``/``head`` methods.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_sssl_hparams(vars(self.hparams))
+        self.modules["model"] = SSSLForward(self.modules["model"]).to(self.device)
+        self.state = getattr(self.hparams, "partition_state", None) or PartitionState()
+        if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
+            self.checkpointer.add_recoverable("partition_state", self.state)
+        self.clean_mask = None
+        self.train_dataset = None
+        self.mix_generator = torch.Generator()
+
+    # ------------------------------------------------------------ training set
+    def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
+        """Same as ``Brain.fit``; keeps the training dataset for the partition pass."""
+        self.train_dataset = train_set
+        data = train_set.data
+        ids = train_set.data_ids
+        self.train_labels = np.array([data[i]["label_int"] for i in ids])
+        self.train_truth = np.array([data[i]["truth_int"] for i in ids])
+        known = self.train_truth >= 0
+        self.train_correct = (self.train_truth == self.train_labels) if known.all() and known.size else None
+        self._no_valid = valid_set is None
+        return super().fit(epoch_counter, train_set, valid_set, **kwargs)
+
+    @property
+    def method(self):
+        return self.hparams.method
+
+    def uses_partition(self, epoch):
+        """True when this epoch trains with SSSL (after the warm-up, not the baseline)."""
+        return self.method != "inherit" and epoch > int(self.hparams.warmup_epochs)
+
+    # ------------------------------------------------------------ forward/loss
+    def compute_forward(self, batch, stage):
+        """Logits of a batch of segments."""
+        feats = batch.feats.data.to(self.device)
+        return self.modules.model(feats)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Cross-entropy against the inherited labels (warm-up, baseline, validation)."""
+        labels = batch.label.data[:, 0].to(self.device)
+        loss = F.cross_entropy(predictions.float(), labels)
+        if stage != sb.Stage.TRAIN:
+            pred = predictions.argmax(dim=-1)
+            self.stage_correct += int((pred == labels).sum())
+            self.stage_count += int(labels.numel())
+        return loss
+
+    def sssl_objective(self, batch):
+        """Loss of Eq. 9 for one batch, with its parts (for logging).
+
+        Returns
+        -------
+        loss : torch.Tensor
+        parts : dict
+            ``l_mix``, ``l_kl`` and ``n_u`` (number of U samples).
+        """
+        hp = self.hparams
+        feats = batch.feats.data.to(self.device)
+        labels = batch.label.data[:, 0].to(self.device)
+        index = batch.index.data[:, 0].to(self.device)
+        noisy = ~self.clean_mask[index]
+        n_u = int(noisy.sum())
+        targets = F.one_hot(labels, int(hp.n_classes)).float()
+        mixed_x, _, delta, perm = mixup(feats, targets, float(hp.mixup_alpha), generator=self.mix_generator)
+        lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
+        if n_u == 0:
+            logits = self.modules.model(mixed_x)
+            l_kl = logits.new_zeros(())
+        else:
+            out = self.modules.model(mixed_x, u_x=feats[noisy], rdrop=lam > 0)
+            logits = out["logits"]
+            pseudo = sharpen(out["u_probs"], float(hp.sharpen_temperature))
+            targets = targets.clone()
+            targets[noisy] = pseudo.to(targets.dtype)
+            l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float()) if lam > 0 \
+                else logits.new_zeros(())
+        mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(self.device)]
+        l_mix = soft_cross_entropy(logits.float(), mixed_targets)
+        loss = sssl_loss(l_mix, l_kl, lam)
+        return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()), "n_u": n_u}
+
+    def fit_batch(self, batch):
+        """One SSSL step; before/without the partition, SpeechBrain's own ``fit_batch``."""
+        if self.clean_mask is None:
+            return super().fit_batch(batch)
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                loss, _ = self.sssl_objective(batch)
+            scaled_loss = self.scaler.scale(loss / self.grad_accumulation_factor)
+            self.check_loss_isfinite(scaled_loss)
+            scaled_loss.backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, None, loss, should_step)
+        return loss.detach().cpu()
+
+    # ------------------------------------------------------------ partition
+    def segment_losses(self, dataset):
+        """Per-segment cross-entropy and probabilities (eval mode, no grad, no augmentation).
+
+        Under DDP each rank computes a strided shard and the results are
+        gathered, so every rank returns the losses of all segments in order.
+
+        Returns
+        -------
+        losses : numpy.ndarray
+            (N,) cross-entropy against the inherited labels.
+        probs : numpy.ndarray
+            (N, K) class probabilities.
+        """
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        rank = torch.distributed.get_rank() if world > 1 else 0
+        n = len(dataset)
+        shard = list(range(rank, n, world))
+        loader = sb.dataio.dataloader.make_dataloader(
+            torch.utils.data.Subset(dataset, shard), batch_size=int(self.hparams.partition_batch_size),
+            shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
+        was_training = self.modules.training
+        self.modules.eval()
+        losses, probs, order = [], [], []
+        with torch.no_grad(), self.evaluation_ctx:
+            for batch in loader:
+                logits = self.modules.model(batch.feats.data.to(self.device)).float()
+                labels = batch.label.data[:, 0].to(self.device)
+                losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
+                probs.append(torch.softmax(logits, dim=-1).cpu())
+                order.append(batch.index.data[:, 0])
+        self.modules.train(was_training)
+        losses = torch.cat(losses) if losses else torch.zeros(0)
+        probs = torch.cat(probs) if probs else torch.zeros(0, int(self.hparams.n_classes))
+        order = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+        if world > 1:
+            gathered = [None] * world
+            torch.distributed.all_gather_object(gathered, (order, losses, probs))
+            order = torch.cat([g[0] for g in gathered])
+            losses = torch.cat([g[1] for g in gathered])
+            probs = torch.cat([g[2] for g in gathered])
+        full_losses = np.zeros(n, dtype=np.float64)
+        full_probs = np.zeros((n, int(self.hparams.n_classes)), dtype=np.float64)
+        full_losses[order.numpy()] = losses.double().numpy()
+        full_probs[order.numpy()] = probs.double().numpy()
+        return full_losses, full_probs
+
+    def compute_partition(self, epoch):
+        """Runs the partition pass of this epoch (Eq. 3) and logs it; returns the PartitionResult."""
+        hp = self.hparams
+        losses, probs = self.segment_losses(self.train_dataset)
+        norm = normalize_losses(losses)
+        result = None
+        if if_main_process():
+            result = partition_segments(
+                norm, self.train_labels, int(hp.n_classes), tau=float(hp.tau),
+                per_class=bool(hp.gmm_per_class), seed=int(hp.seed) + epoch,
+                **{k: getattr(hp, "gmm_" + k) for k in ("max_iter", "tol", "reg_covar")},
+            )
+        if torch.distributed.is_initialized():
+            box = [result]
+            torch.distributed.broadcast_object_list(box, src=0)
+            result = box[0]
+        self._log_partition(epoch, norm, probs, result)
+        self.last_losses, self.last_partition = norm, result  # for diagnostics and tests
+        return result
+
+    def _log_partition(self, epoch, norm, probs, result):
+        pred = probs.argmax(axis=1)
+        row = {"epoch": epoch, **result.summary()}
+        row = {k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()}
+        row.update(clean_precision="", clean_recall="", train_seg_acc_truth="",
+                   train_seg_acc_label=_fmt((pred == self.train_labels).mean()))
+        if self.train_correct is not None:
+            prec, rec = partition_precision_recall(result.clean, self.train_correct)
+            row.update(clean_precision=_fmt(prec), clean_recall=_fmt(rec))
+            row["train_seg_acc_truth"] = _fmt((pred == self.train_truth).mean())
+        self.state.history = [h for h in self.state.history if int(h["epoch"]) < epoch] + [row]
+        msg = ", ".join(f"{k}={v}" for k, v in row.items() if v != "")
+        logger.info("partition: %s", msg)
+        folder = getattr(self.hparams, "output_folder", None)
+        if folder and if_main_process():
+            atomic_write_csv(os.path.join(folder, "partition.csv"), self.state.history, PARTITION_COLUMNS)
+            if getattr(self.hparams, "plot_partition", True):
+                from .plots import plot_partition_histogram
+
+                path = os.path.join(folder, "partition_plots", f"epoch_{epoch:03d}.png")
+                plot_partition_histogram(norm, result, path, epoch)
+
+    # ------------------------------------------------------------ stage hooks
+    def on_stage_start(self, stage, epoch=None):
+        """Seeds the epoch and, after the warm-up, computes the clean/noisy partition."""
+        self.stage_correct, self.stage_count = 0, 0
+        if stage != sb.Stage.TRAIN:
+            return
+        seed = int(self.hparams.seed) * 1000 + int(epoch)
+        torch.manual_seed(seed)
+        self.mix_generator.manual_seed(seed)
+        if not self.uses_partition(epoch):
+            self.clean_mask = None
+            return
+        if self.state.epoch == epoch and self.state.clean is not None:
+            clean = self.state.clean  # resumed inside this epoch: keep its partition
+        else:
+            result = self.compute_partition(epoch)
+            clean = torch.as_tensor(np.asarray(result.clean, dtype=bool))
+            self.state.epoch, self.state.clean = epoch, clean
+            self.state.clean_prob = torch.as_tensor(np.asarray(result.clean_prob, dtype=np.float32))
+        self.clean_mask = clean.to(self.device)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs the stage and saves a checkpoint at the end of each epoch."""
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            self.state.epoch = epoch  # the partition of a finished epoch is never reused
+            self.state.clean = None
+            if self.valid_is_absent:
+                self._end_of_epoch(epoch, {})
+            return
+        stats = {"loss": stage_loss, "acc_inherited": self.stage_correct / max(1, self.stage_count)}
+        if stage == sb.Stage.VALID:
+            self._end_of_epoch(epoch, stats)
+        elif getattr(self.hparams, "train_logger", None) is not None:
+            self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
+                                                test_stats=stats)
+
+    def _end_of_epoch(self, epoch, valid_stats):
+        train_stats = {"loss": self.train_loss}
+        last = self.state.history[-1] if self.state.history else None
+        if last is not None and int(last["epoch"]) == epoch:
+            train_stats.update(n_clean=last["n_clean"], n_noisy=last["n_noisy"])
+            if last["clean_precision"] != "":
+                train_stats["clean_precision"] = last["clean_precision"]
+        if getattr(self.hparams, "train_logger", None) is not None:
+            self.hparams.train_logger.log_stats(
+                {"epoch": epoch, "method": self.method, "sssl": self.uses_partition(epoch)},
+                train_stats=train_stats, valid_stats=valid_stats or None)
+        if self.checkpointer is not None:
+            self.checkpointer.save_and_keep_only(meta={"epoch": epoch, **valid_stats}, num_to_keep=1)
+
+    @property
+    def valid_is_absent(self):
+        """True when ``fit`` got no validation set (checkpoints are then saved after training)."""
+        return getattr(self, "_no_valid", False)
+
+    # ------------------------------------------------------------ inference
+    def predict_probs(self, dataset, batch_size=None):
+        """Class probabilities of every segment of ``dataset``, in dataset order (eval mode)."""
+        loader = sb.dataio.dataloader.make_dataloader(
+            dataset, batch_size=int(batch_size or self.hparams.partition_batch_size),
+            shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
+        self.modules.eval()
+        out = []
+        with torch.no_grad(), self.evaluation_ctx:
+            for batch in loader:
+                logits = self.modules.model(batch.feats.data.to(self.device)).float()
+                out.append(torch.softmax(logits, -1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, int(self.hparams.n_classes)))
+
+
+def _fmt(value):
+    return "" if value is None else round(float(value), 6)

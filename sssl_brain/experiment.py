@@ -1,0 +1,266 @@
+"""The whole experiment of one recipe: folds x methods, stage 1 and stage 2, results tables.
+
+Each recipe's ``train.py`` prepares its songs table and calls
+:func:`run_experiment`. Every fold is its own SpeechBrain experiment folder
+(``<experiment_folder>/<method>/fold_<k>/``); a fold whose ``metrics.json``
+exists is finished and not retrained, an unfinished fold resumes from its
+last checkpoint.
+"""
+
+import logging
+import os
+import sys
+
+import numpy as np
+import speechbrain as sb
+import torch
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from .brain import METHODS, SSSLBrain
+from .data import build_segments, make_folds, segment_dataset
+from .errors import ConfigError, DataError
+from .features import FeatureCache, FeatureConfig
+from .io_utils import atomic_write_csv
+from .labels import CLASS_NAMES, check_target
+from .results import collect_results, plot_confusion_matrix, write_fold_metrics, write_results
+from .segments import segment_hop
+from .song_level import song_level_predictions, write_song_predictions
+from .songs import read_segment_truth, read_songs_table
+
+logger = logging.getLogger(__name__)
+
+
+def parse_overrides(overrides):
+    """Command-line overrides (a yaml string from ``sb.parse_arguments``) as a dict."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = yaml.safe_load(overrides)
+    return dict(parsed or {})
+
+
+def load_hparams(hparams_file, overrides):
+    """Loads the yaml with overrides (a dict); a missing file raises a ConfigError."""
+    if not os.path.isfile(hparams_file):
+        raise ConfigError(f"{hparams_file}: hyperparameter file not found")
+    with open(hparams_file, encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin, overrides)
+
+
+def check_experiment_hparams(hp):
+    """Start-up checks of the options that shape the data; errors name the option."""
+    check_target(hp["target"])
+    segment_hop(float(hp["seg_dur"]), hp["seg_overlap"])
+    for method in hp["methods"]:
+        if method not in METHODS:
+            raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS)}")
+    if int(hp["n_folds"]) < 2:
+        raise ConfigError(f"n_folds={hp['n_folds']}: need at least 2")
+    folds = hp["folds"]
+    if folds is not None:
+        bad = [k for k in folds if not 0 <= int(k) < int(hp["n_folds"])]
+        if bad:
+            raise ConfigError(f"folds={folds}: fold indices must be in 0..{int(hp['n_folds']) - 1}")
+
+
+def feature_config(hp):
+    """FeatureConfig from the hyperparameters."""
+    return FeatureConfig(sample_rate=int(hp["sample_rate"]), n_fft=int(hp["n_fft"]),
+                         hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]), ref=float(hp["ref_db"]))
+
+
+class Experiment:
+    """Songs, features, segments and folds of one experiment (shared by all folds and methods).
+
+    Arguments
+    ---------
+    hp : dict
+        Loaded hyperparameters.
+    songs_csv : str
+        Canonical songs table.
+    valence_threshold, arousal_threshold : float
+        Thresholds of the binary labels (the recipe's defaults unless set in hp).
+    truth_csv : str, optional
+        Segment truth table, for diagnostics.
+    """
+
+    def __init__(self, hp, songs_csv, valence_threshold=0.5, arousal_threshold=0.5, truth_csv=None):
+        self.hp = hp
+        self.target = hp["target"]
+        self.class_names = CLASS_NAMES[self.target]
+        self.songs = read_songs_table(songs_csv)
+        self.config = feature_config(hp)
+        self.cache = FeatureCache(hp["feature_cache"], self.config)
+        paths = [s["path"] for s in self.songs]
+        run_on_main(self.cache.build, kwargs={"audio_paths": paths, "n_jobs": int(hp["feature_jobs"])})
+        n_frames = {p: self.cache.n_frames(p) for p in paths}
+        truth = read_segment_truth(truth_csv) if truth_csv and os.path.isfile(truth_csv) else None
+        self.has_truth = truth is not None
+        self.segments, self.too_short = build_segments(
+            self.songs, n_frames, self.target, float(hp["seg_dur"]), self.config,
+            overlap=hp["seg_overlap"], max_duration=hp["max_song_duration"],
+            valence_threshold=valence_threshold, arousal_threshold=arousal_threshold, truth=truth)
+        if not self.segments:
+            raise DataError(f"no song is at least one segment long (seg_dur={hp['seg_dur']})")
+        self.song_label = {}
+        for seg in self.segments:
+            self.song_label.setdefault(seg["song_id"], seg["label"])
+        song_ids = list(self.song_label)
+        self.folds = make_folds(song_ids, [self.song_label[s] for s in song_ids], int(hp["n_folds"]),
+                                float(hp["valid_ratio"]), int(hp["seed"]))
+        if if_main_process():
+            rows = [{"song_id": s, "fold": k, "split": fold[s]} for k, fold in enumerate(self.folds)
+                    for s in song_ids]
+            atomic_write_csv(os.path.join(hp["experiment_folder"], "folds.csv"), rows,
+                             ["song_id", "fold", "split"])
+        logger.info("experiment: %d songs with segments (%d too short), %d segments, %d folds",
+                    len(song_ids), len(self.too_short), len(self.segments), len(self.folds))
+
+    def fold_segments(self, fold):
+        """Segments of each split of a fold: dict split -> list of segment rows."""
+        split_of = self.folds[fold]
+        out = {"train": [], "valid": [], "test": []}
+        for seg in self.segments:
+            out[split_of[seg["song_id"]]].append(seg)
+        return out
+
+
+def run_fold(hp, run_opts, exp):
+    """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes its outputs."""
+    fold, folder = int(hp["fold"]), hp["output_folder"]
+    sb.create_experiment_directory(experiment_directory=folder, hyperparams_to_save=None)
+    parts = exp.fold_segments(fold)
+    train_ds = segment_dataset(parts["train"], exp.cache)
+    valid_ds = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None
+    brain = SSSLBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
+                      run_opts=run_opts, checkpointer=hp["checkpointer"])
+    brain.fit(hp["epoch_counter"], train_ds, valid_ds,
+              train_loader_kwargs=hp["train_dataloader_opts"],
+              valid_loader_kwargs=hp["valid_dataloader_opts"])
+    if not if_main_process():
+        return None
+    every = parts["train"] + parts["valid"] + parts["test"]
+    probs = brain.predict_probs(segment_dataset(every, exp.cache))
+    return write_fold_outputs(hp, exp, fold, every, probs)
+
+
+def write_fold_outputs(hp, exp, fold, segments, probs):
+    """Writes segment_predictions.csv, song_predictions.csv, a confusion matrix and metrics.json (last)."""
+    folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
+    seg_rows, by_song = [], {}
+    for seg, p in zip(segments, probs):
+        row = {"song_id": seg["song_id"], "segment": seg["segment"], "start_s": seg["start_s"],
+               "end_s": seg["end_s"], "split": split_of[seg["song_id"]], "label": seg["label"],
+               "pred": int(np.argmax(p))}
+        if exp.has_truth:
+            row["truth"] = seg["truth"]
+        row.update({f"p_{c}": round(float(v), 6) for c, v in zip(names, p)})
+        seg_rows.append(row)
+        by_song.setdefault(seg["song_id"], []).append(p)
+    seg_cols = ["song_id", "segment", "start_s", "end_s", "split", "label", "pred"]
+    seg_cols += (["truth"] if exp.has_truth else []) + [f"p_{c}" for c in names]
+    atomic_write_csv(os.path.join(folder, "segment_predictions.csv"), seg_rows, seg_cols)
+    out = song_level_predictions(
+        {s: np.stack(v) for s, v in by_song.items()}, split_of, exp.song_label, names,
+        theta=float(hp["song_theta"]), grid_search=bool(hp["svm_grid_search"]), seed=int(hp["seed"]),
+        C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
+    write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, names)
+    test = [r for r in out.rows if r["split"] == "test" and r["aggregator"] == "svm"]
+    if test:
+        cm = np.zeros((len(names), len(names)), dtype=int)
+        for r in test:
+            cm[r["label"], r["pred"]] += 1
+        plot_confusion_matrix(cm, names, os.path.join(folder, "confusion_matrix.png"))
+    extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
+             "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
+                            for k, v in out.params.items()}}
+    return write_fold_metrics(folder, out.rows, seg_rows, extra=extra)
+
+
+def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_threshold=0.5,
+                   arousal_threshold=0.5, truth_csv=None):
+    """Runs every requested method and fold, then writes results.md / results.csv.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The yaml (e.g. ``hparams/vgg16_sssl.yaml``).
+    run_opts : dict
+        SpeechBrain run options (device, distributed launch, debug...).
+    overrides : dict or str
+        Command-line overrides.
+    songs_csv : str
+        Canonical songs table written by the recipe's prepare step.
+    valence_threshold, arousal_threshold : float
+        The recipe's default thresholds; the yaml's values win when not null.
+    truth_csv : str, optional
+        ``truth/segment_truth.csv`` where it exists.
+
+    Returns
+    -------
+    list of dict
+        The rows of results.csv.
+    """
+    overrides = parse_overrides(overrides)
+    hp = load_hparams(hparams_file, overrides)
+    check_experiment_hparams(hp)
+    if hp["valence_threshold"] is not None:
+        valence_threshold = float(hp["valence_threshold"])
+    if hp["arousal_threshold"] is not None:
+        arousal_threshold = float(hp["arousal_threshold"])
+    exp = Experiment(hp, songs_csv, valence_threshold, arousal_threshold, truth_csv)
+    folds = range(int(hp["n_folds"])) if hp["folds"] is None else [int(k) for k in hp["folds"]]
+    for method in hp["methods"]:
+        for fold in folds:
+            fold_hp = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
+            done = os.path.join(fold_hp["output_folder"], "metrics.json")
+            if os.path.isfile(done):
+                logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
+                continue
+            logger.info("%s fold %d: training in %s", method, fold, fold_hp["output_folder"])
+            run_fold(fold_hp, run_opts, exp)
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
+    if not if_main_process():
+        return None
+    rows = collect_results(hp["experiment_folder"])
+    title = f"{hp['dataset']}: {exp.target}, {float(hp['seg_dur']):g} s segments, seed {hp['seed']}"
+    write_results(hp["experiment_folder"], rows, title=title)
+    return rows
+
+
+def recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
+    """What every recipe's ``train.py`` does: parse, prepare, run the experiment.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``sys.argv[1:]``.
+    prepare : callable
+        ``prepare(data_folder, save_folder, skip_prep=...) -> songs.csv path``.
+    valence_threshold, arousal_threshold : float
+        The dataset's default thresholds.
+    dataset : str
+        Name used in the results folder.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = parse_overrides(overrides)
+    overrides.setdefault("dataset", dataset)
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless launched by torchrun
+    hp = load_hparams(hparams_file, overrides)
+    check_experiment_hparams(hp)
+    sb.create_experiment_directory(experiment_directory=hp["experiment_folder"],
+                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    songs_csv = os.path.join(hp["prepare_folder"], "songs.csv")
+    run_on_main(prepare, kwargs={"data_folder": hp["data_folder"], "save_folder": hp["prepare_folder"],
+                                 "skip_prep": hp["skip_prep"]})
+    truth_csv = os.path.join(hp["prepare_folder"], "segment_truth.csv")  # copied there by the prepare step
+    rows = run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_threshold,
+                          arousal_threshold, truth_csv=truth_csv)
+    if rows is not None:
+        with open(os.path.join(hp["experiment_folder"], "results.md"), encoding="utf-8") as f:
+            sys.stdout.write(f.read())
+    return rows
