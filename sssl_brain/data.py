@@ -178,7 +178,10 @@ def make_folds(song_ids, labels, n_folds=10, valid_ratio=0.1, seed=0):
         train_ids = song_ids[train_idx]
         if valid_ratio > 0:
             train_lab = labels[train_idx]
-            strat = train_lab if min(collections.Counter(train_lab.tolist()).values()) >= 2 else None
+            n_valid = int(np.ceil(valid_ratio * len(train_ids)))
+            counts = collections.Counter(train_lab.tolist())
+            # stratify when every class can appear in both parts; tiny data sets fall back to a plain split
+            strat = train_lab if min(counts.values()) >= 2 and n_valid >= len(counts) else None
             train_ids, valid_ids = train_test_split(
                 train_ids, test_size=valid_ratio, random_state=seed + k, stratify=strat)
             split.update({sid: "valid" for sid in valid_ids})

@@ -90,28 +90,28 @@ AROUSAL_OF = {q: a for (v, a), q in QUADRANT_OF.items()}
 _HIGH_AROUSAL = {
     "tempo_bpm": (100.0, 170.0),
     "notes_per_beat": (1.0, 1.0, 2.0, 2.0, 4.0),
-    "level_db": (-1.0, 5.0),
+    "level_db": (0.0, 6.0),
     "rolloff": (2.5, 9.0),
-    "drums": {"busy": 0.6, "sparse": 0.3, "none": 0.1},
+    "drums": {"busy": 0.7, "sparse": 0.25, "none": 0.05},
 }
 _LOW_AROUSAL = {
     "tempo_bpm": (60.0, 110.0),
     "notes_per_beat": (0.5, 1.0, 1.0, 2.0),
-    "level_db": (-5.0, 1.0),
+    "level_db": (-6.0, 0.0),
     "rolloff": (1.2, 5.0),
-    "drums": {"busy": 0.1, "sparse": 0.5, "none": 0.4},
+    "drums": {"busy": 0.05, "sparse": 0.5, "none": 0.45},
 }
 _HIGH_VALENCE = {
     "mode": "major",
-    "register": (0.0, 5.0),
+    "register": (1.0, 6.0),
     "articulation": (0.45, 0.8),
     "roughness": (0.0, 0.003),
 }
 _LOW_VALENCE = {
     "mode": "minor",
-    "register": (-5.0, 0.0),
+    "register": (-6.0, -1.0),
     "articulation": (0.85, 1.0),
-    "roughness": (0.005, 0.015),
+    "roughness": (0.008, 0.02),
 }
 QUADRANT_CUES = {
     "Q1": {**_HIGH_VALENCE, "dissonance": (0.0, 0.1), **_HIGH_AROUSAL},
@@ -321,7 +321,7 @@ def _render_section(synth, rng, song, params, start, end):
             degree += int(rng.choice((-2, -1, -1, 0, 1, 1, 2)))
             pitch = song["melody_octave"] + params["register"] + key + scale[degree % 7] + 12 * (degree // 7)
             on_beat = (k / params["notes_per_beat"]) % 1.0 == 0.0
-            if on_beat and rng.random() < 0.7:
+            if on_beat and rng.random() < 0.8:
                 pitch = min((p + 12 * o for p in chord[:3] for o in range(3, 8)),
                             key=lambda p, ref=pitch: abs(p - ref))
             if not mel_low <= pitch <= mel_high:

@@ -22,7 +22,7 @@ from .brain import METHODS, SSSLBrain
 from .data import build_segments, make_folds, segment_dataset
 from .errors import ConfigError, DataError
 from .features import FeatureCache, FeatureConfig
-from .io_utils import atomic_write_csv
+from .io_utils import atomic_write_csv, atomic_write_json
 from .labels import CLASS_NAMES, check_target
 from .results import collect_results, plot_confusion_matrix, write_fold_metrics, write_results
 from .segments import segment_hop
@@ -90,6 +90,7 @@ class Experiment:
     def __init__(self, hp, songs_csv, valence_threshold=0.5, arousal_threshold=0.5, truth_csv=None):
         self.hp = hp
         self.target = hp["target"]
+        self.valence_threshold, self.arousal_threshold = valence_threshold, arousal_threshold
         self.class_names = CLASS_NAMES[self.target]
         self.songs = read_songs_table(songs_csv)
         self.config = feature_config(hp)
@@ -128,10 +129,27 @@ class Experiment:
         return out
 
 
+FOLD_CONFIG_KEYS = (
+    "target", "seg_dur", "seg_overlap", "max_song_duration", "sample_rate", "n_fft", "hop_length", "n_mels",
+    "ref_db", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "song_theta", "method",
+    "fold", "seed",
+)
+
+
+def fold_config(hp, exp):
+    """Plain settings a trained fold needs for inference (written as ``fold_config.json``)."""
+    config = {k: hp[k] for k in FOLD_CONFIG_KEYS}
+    config.update(class_names=list(exp.class_names), valence_threshold=exp.valence_threshold,
+                  arousal_threshold=exp.arousal_threshold)
+    return config
+
+
 def run_fold(hp, run_opts, exp):
     """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes its outputs."""
     fold, folder = int(hp["fold"]), hp["output_folder"]
     sb.create_experiment_directory(experiment_directory=folder, hyperparams_to_save=None)
+    if if_main_process():
+        atomic_write_json(os.path.join(folder, "fold_config.json"), fold_config(hp, exp))
     parts = exp.fold_segments(fold)
     train_ds = segment_dataset(parts["train"], exp.cache)
     valid_ds = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None

@@ -36,7 +36,7 @@ def _value(song, column):
     try:
         return float(raw)
     except ValueError:
-        raise DataError(f"song {song.get('song_id')!r}: {column}={raw!r} is not a number")
+        raise DataError(f"song {song.get('song_id')!r}: {column}={raw!r} is not a number") from None
 
 
 def binary_label(value, threshold):

@@ -66,7 +66,8 @@ def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0,
     from sssl_brain.models import VGG16
 
     torch.manual_seed(seed)
-    model = VGG16(n_classes=n_classes, width_mult=1 / 8, classifier_dim=32, dropout=0.3, batch_norm=batch_norm)
+    model = VGG16(n_classes=n_classes, width_mult=1 / 8, classifier_dim=32, dropout=0.3,
+                  batch_norm=batch_norm)
     counter = sb.utils.epoch_loop.EpochCounter(epochs)
     state = PartitionState()
     hp = {

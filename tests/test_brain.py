@@ -17,7 +17,8 @@ LOADER = {"batch_size": 16, "shuffle": True}
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("noisy")
-    segments, flipped = make_noisy_segments(str(folder / "data"), n_songs=24, segs_per_song=10, noise=0.3, seed=0)
+    segments, flipped = make_noisy_segments(str(folder / "data"), n_songs=24, segs_per_song=10, noise=0.3,
+                                            seed=0)
     return folder, segments, flipped
 
 

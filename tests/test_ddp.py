@@ -17,8 +17,9 @@ def test_two_ranks_hold_identical_partition_equal_to_single_process(tmp_path):
     if not os.path.exists(torchrun):
         pytest.fail(f"torchrun not found beside {sys.executable}")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29517", os.path.join(HERE, "ddp_partition_script.py"),
-           str(tmp_path), "--distributed_backend=gloo"]
+    script = os.path.join(HERE, "ddp_partition_script.py")
+    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29517", script, str(tmp_path),
+           "--distributed_backend=gloo"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     losses = [np.load(tmp_path / f"losses_rank{r}.npy") for r in (0, 1)]
