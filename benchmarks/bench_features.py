@@ -6,6 +6,11 @@ for the librosa recipe (melspectrogram + power_to_db) and for
 largest difference in dB; then the same for whole files (read + resample +
 features) and for a cache build with 1 and 2 worker processes.
 
+The side-by-side rows run with one BLAS thread (threadpoolctl), as in the
+cache-build workers: librosa's mel product is a multi-threaded BLAS call whose
+threads keep spinning after it returns and steal the CPU from whatever runs
+next, which on a 2-core machine distorts an interleaved comparison.
+
 Usage::
 
     python benchmarks/bench_features.py [--seconds 30] [--repeats 20] [--songs 16]
@@ -20,6 +25,7 @@ import time
 import librosa
 import numpy as np
 import soundfile as sf
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -75,12 +81,7 @@ def row(name, seconds, t_ref, t_new, diff=None):
     print(f"{name:<28} {ref:>10.0f} {new:>10.0f} {new / ref:>7.2f}x {ratio_cpu:>7.2f}x{extra}")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="song length (s)")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--songs", type=int, default=48, help="songs in the cache-build test")
-    args = parser.parse_args()
+def compare(args):
     config = FeatureConfig()
     print(f"log-mel {config}; song length {args.seconds:g} s; best of {args.repeats}")
     print("seconds of audio per second of wall time (best of the runs); ratio = sssl_brain / librosa")
@@ -101,6 +102,10 @@ def main():
             )
             row(f"file {ext} {native_sr // 1000} kHz stereo", args.seconds, t_ref, t_new)
 
+
+def build(args):
+    config = FeatureConfig()
+    with tempfile.TemporaryDirectory() as folder:
         paths = []
         for i in range(args.songs):
             path = os.path.join(folder, f"build_{i}.mp3")
@@ -121,6 +126,17 @@ def main():
         print(f"  second build (all cached): {time.perf_counter() - start:.3f} s")
         first, warm = timings["n_jobs=1 (in process)"], timings["n_jobs=2, warm workers"]
         print(f"  speed-up of 2 warm workers over 1: {first / warm:.2f}x on {os.cpu_count()} CPU cores")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="song length (s)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--songs", type=int, default=48, help="songs in the cache-build test")
+    args = parser.parse_args()
+    with threadpool_limits(limits=1):
+        compare(args)
+    build(args)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,15 @@ song and quadrant; from a tuple one value is drawn; drums: probabilities):
 ======== ===== ========== ======== ============== ======== ======== =====================
 quadrant mode  dissonance tempo    notes per beat level dB rolloff  drums busy/sparse/none
 ======== ===== ========== ======== ============== ======== ======== =====================
-Q1 V+A+  major 0.0-0.1    100-170  1,1,2,2,4      -1..+5   2.5-9    0.6 / 0.3 / 0.1
-Q2 V-A+  minor 0.4-0.7    100-170  1,1,2,2,4      -1..+5   2.5-9    0.6 / 0.3 / 0.1
+Q1 V+A+  major 0.0-0.1    100-170  1,1,2,2,4      -1..+5   2.5-9    0.65 / 0.25 / 0.1
+Q2 V-A+  minor 0.4-0.7    100-170  1,1,2,2,4      -1..+5   2.5-9    0.65 / 0.25 / 0.1
 Q3 V-A-  minor 0.2-0.5    60-110   0.5,1,1,2      -5..+1   1.2-5    0.1 / 0.5 / 0.4
 Q4 V+A-  major 0.0-0.1    60-110   0.5,1,1,2      -5..+1   1.2-5    0.1 / 0.5 / 0.4
 ======== ===== ========== ======== ============== ======== ======== =====================
 
-and by valence: melody register shift 0..+5 (high) or -5..0 semitones (low);
-articulation (sounding fraction of each melody note) 0.45-0.8 (high) or
-0.85-1.0 (low); pad detune (roughness) 0-0.3 % (high) or 0.5-1.5 % (low).
+and by valence: melody register shift +1..+6 (high) or -6..-1 semitones
+(low); articulation (sounding fraction of each melody note) 0.45-0.8 (high)
+or 0.85-1.0 (low); pad detune (roughness) 0-0.3 % (high) or 0.8-2 % (low).
 
 *dissonance* is the probability that a bar's chord gets a dissonant added
 tone; *level* is added to the song's master level (itself uniform in
@@ -90,16 +90,16 @@ AROUSAL_OF = {q: a for (v, a), q in QUADRANT_OF.items()}
 _HIGH_AROUSAL = {
     "tempo_bpm": (100.0, 170.0),
     "notes_per_beat": (1.0, 1.0, 2.0, 2.0, 4.0),
-    "level_db": (0.0, 6.0),
+    "level_db": (-1.0, 5.0),
     "rolloff": (2.5, 9.0),
-    "drums": {"busy": 0.7, "sparse": 0.25, "none": 0.05},
+    "drums": {"busy": 0.65, "sparse": 0.25, "none": 0.1},
 }
 _LOW_AROUSAL = {
     "tempo_bpm": (60.0, 110.0),
     "notes_per_beat": (0.5, 1.0, 1.0, 2.0),
-    "level_db": (-6.0, 0.0),
+    "level_db": (-5.0, 1.0),
     "rolloff": (1.2, 5.0),
-    "drums": {"busy": 0.05, "sparse": 0.5, "none": 0.45},
+    "drums": {"busy": 0.1, "sparse": 0.5, "none": 0.4},
 }
 _HIGH_VALENCE = {
     "mode": "major",

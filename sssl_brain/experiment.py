@@ -18,9 +18,9 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from .brain import METHODS, SSSLBrain
+from .brain import METHODS, SSSLBrain, check_sssl_hparams
 from .data import build_segments, make_folds, segment_dataset
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, SSSLError
 from .features import FeatureCache, FeatureConfig
 from .io_utils import atomic_write_csv, atomic_write_json
 from .labels import CLASS_NAMES, check_target
@@ -53,7 +53,12 @@ def load_hparams(hparams_file, overrides):
 def check_experiment_hparams(hp):
     """Start-up checks of the options that shape the data; errors name the option."""
     check_target(hp["target"])
-    segment_hop(float(hp["seg_dur"]), hp["seg_overlap"])
+    try:
+        seg_dur = float(hp["seg_dur"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"seg_dur={hp['seg_dur']!r}: must be a number of seconds") from None
+    segment_hop(seg_dur, hp["seg_overlap"])
+    check_sssl_hparams(hp)
     for method in hp["methods"]:
         if method not in METHODS:
             raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS)}")
@@ -69,7 +74,8 @@ def check_experiment_hparams(hp):
 def feature_config(hp):
     """FeatureConfig from the hyperparameters."""
     return FeatureConfig(sample_rate=int(hp["sample_rate"]), n_fft=int(hp["n_fft"]),
-                         hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]), ref=float(hp["ref_db"]))
+                         hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]),
+                         ref=float(hp["mel_power_ref"]))
 
 
 class Experiment:
@@ -131,8 +137,8 @@ class Experiment:
 
 FOLD_CONFIG_KEYS = (
     "target", "seg_dur", "seg_overlap", "max_song_duration", "sample_rate", "n_fft", "hop_length", "n_mels",
-    "ref_db", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "song_theta", "method",
-    "fold", "seed",
+    "mel_power_ref", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "channels_last",
+    "song_theta", "method", "fold", "seed",
 )
 
 
@@ -253,6 +259,9 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
 def recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
     """What every recipe's ``train.py`` does: parse, prepare, run the experiment.
 
+    Bad options and bad data stop the run with a one-line message naming the
+    option, file or row (exit status 2) instead of a traceback.
+
     Arguments
     ---------
     argv : list of str
@@ -264,6 +273,14 @@ def recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
     dataset : str
         Name used in the results folder.
     """
+    try:
+        return _recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset)
+    except SSSLError as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(2)
+
+
+def _recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = parse_overrides(overrides)
     overrides.setdefault("dataset", dataset)

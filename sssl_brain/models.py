@@ -66,6 +66,10 @@ class VGG16(nn.Module):
     adaptive_pool : tuple of int
         Output size of the adaptive average pooling before the classifier
         ((7, 7) in torchvision), so any segment duration works.
+    channels_last : bool
+        Keep convolution weights and activations in channels-last memory
+        format (same numbers, different layout); measured 1.7-2x faster for
+        narrow models on a 2-core CPU (``benchmarks/bench_epoch.py``).
 
     Example
     -------
@@ -85,6 +89,7 @@ class VGG16(nn.Module):
         classifier_dim=4096,
         dropout=0.5,
         adaptive_pool=(7, 7),
+        channels_last=False,
     ):
         super().__init__()
         if not (isinstance(n_classes, numbers.Integral) and n_classes >= 1):
@@ -129,6 +134,9 @@ class VGG16(nn.Module):
             nn.Linear(classifier_dim, n_classes),
         )
         self._init_weights()
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.features.to(memory_format=torch.channels_last)
 
     def _init_weights(self):
         """torchvision's VGG initialisation."""
@@ -172,7 +180,10 @@ class VGG16(nn.Module):
         torch.Tensor
             Shape (B, trunk_dim).
         """
-        h = self.features(self._as_image(x))
+        x = self._as_image(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.features(x)
         return torch.flatten(self.avgpool(h), 1)
 
     def head(self, h):

@@ -61,6 +61,11 @@ def _truth_by_song(folder):
     return truth
 
 
+def _n_runs(seconds, main_q):
+    """Number of contiguous stretches of non-main seconds."""
+    return sum(1 for k, q in enumerate(seconds) if q != main_q and (k == 0 or seconds[k - 1] == main_q))
+
+
 def _major_minor(chroma):
     """Best major-triad correlation minus best minor-triad correlation of a chroma vector."""
     c = chroma - chroma.mean()
@@ -129,12 +134,12 @@ def test_truth_one_row_per_second_and_minority_bounds(datasets):
         main_q = songs[song_id]["quadrant"]
         quads = [r["quadrant"] for r in rows]
         for r in rows:
-            assert (int(r["valence"]), int(r["arousal"])) == (VALENCE_OF[r["quadrant"]], AROUSAL_OF[r["quadrant"]])
+            q = r["quadrant"]
+            assert (int(r["valence"]), int(r["arousal"])) == (VALENCE_OF[q], AROUSAL_OF[q])
         minority = [q for q in quads if q != main_q]
         assert 1 <= len(minority) <= 0.45 * n_sec
         assert len(set(minority)) == 1
-        runs = sum(1 for i, q in enumerate(quads) if q != main_q and (i == 0 or quads[i - 1] == main_q))
-        assert runs in (1, 2)
+        assert _n_runs(quads, main_q) in (1, 2)
 
 
 def test_plan_statistics_default_durations():
@@ -145,7 +150,7 @@ def test_plan_statistics_default_durations():
         main_q = QUADRANTS[i % 4]
         minority = [q for q in seconds if q != main_q]
         fractions.append(len(minority) / len(seconds))
-        runs[sum(1 for k, q in enumerate(seconds) if q != main_q and (k == 0 or seconds[k - 1] == main_q))] += 1
+        runs[_n_runs(seconds, main_q)] += 1
     assert 0.2 <= np.mean(fractions) <= 0.35
     assert min(fractions) >= 0.08 and max(fractions) <= 0.45
     assert set(runs) == {1, 2} and runs[2] >= 80
@@ -175,7 +180,8 @@ def test_skip_when_complete_and_regenerate_on_change(tmp_path):
 
 def test_refuses_foreign_dataset_and_bad_settings(tmp_path):
     folder = tmp_path / "foreign"
-    atomic_write_csv(str(folder / "annotations.csv"), [{"song_id": "x", "path": "x.wav"}], ["song_id", "path"])
+    rows = [{"song_id": "x", "path": "x.wav"}]
+    atomic_write_csv(str(folder / "annotations.csv"), rows, ["song_id", "path"])
     with pytest.raises(DataError, match="not written by the demo generator"):
         generate_demo_dataset(str(folder), **SMALL)
     for bad in ({"n_songs": 2}, {"seed": -1}, {"min_duration": 3}, {"min_duration": 9, "max_duration": 8},

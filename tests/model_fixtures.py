@@ -1,0 +1,59 @@
+"""A tiny trained fold and its exported model, built once per test session (shared by several test files).
+
+:func:`trained_fold` runs the csv recipe on 8 generated demo songs (one fold,
+two epochs, VGG16 at width 1/16; about 20 s) in the session's base temporary
+folder; :func:`exported_model` exports it. Both are memoised on disk, so the
+test files that use them (test_export, test_inference, test_cli) pay once.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sssl_brain.export import FOLD_CLASSIFIER_FILE, MANIFEST_FILE, export_fold
+from sssl_brain.io_utils import read_csv_dicts
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE_ARGS = ["--n_folds=2", "--folds=[0]", "--number_of_epochs=2", "--warmup_epochs=1", "--width_mult=0.0625",
+               "--classifier_dim=32", "--seg_dur=1", "--target=quadrant", "--svm_grid_search=False",
+               "--device=cpu", "--noprogressbar", "--feature_jobs=1"]
+
+
+def trained_fold(basetemp):
+    """Runs the csv recipe once; returns ``(fold_dir, songs)`` with songs = rows of the songs table."""
+    root = Path(basetemp) / "sssl_tiny_run"
+    results = root / "results"
+    fold = results / "csv" / "quadrant_seg1s_seed1986" / "sssl" / "fold_0"
+    if not (fold / "metrics.json").is_file():
+        from sssl_brain.demo_data import generate_demo_dataset
+
+        generate_demo_dataset(str(root / "data"), n_songs=8, seed=0, min_duration=4, max_duration=6,
+                              progress=False)
+        cmd = [sys.executable, str(REPO / "recipes" / "csv" / "train.py"), str(REPO / "hparams" / "vgg16_sssl.yaml"),
+               f"--data_folder={root / 'data'}", f"--results_folder={results}", *RECIPE_ARGS]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    songs = read_csv_dicts(results / "csv" / "prepared" / "songs.csv")
+    return fold, songs
+
+
+def exported_model(basetemp):
+    """Exports the fold of :func:`trained_fold` (refitting the song classifier if the fold lacks it)."""
+    fold, _ = trained_fold(basetemp)
+    out = Path(basetemp) / "sssl_tiny_model"
+    if not (out / MANIFEST_FILE).is_file():
+        export_fold(fold, out, refit=not (fold / FOLD_CLASSIFIER_FILE).is_file())
+    return out
+
+
+def segment_reference(fold, song_id, class_names):
+    """Rows of ``segment_predictions.csv`` of one song: start times, end times, probabilities (S, K)."""
+    rows = [r for r in read_csv_dicts(fold / "segment_predictions.csv") if r["song_id"] == song_id]
+    starts = np.array([float(r["start_s"]) for r in rows])
+    ends = np.array([float(r["end_s"]) for r in rows])
+    probs = np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows])
+    return starts, ends, probs
