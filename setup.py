@@ -26,5 +26,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={"dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
-    entry_points={"console_scripts": ["sssl-classify=sssl_brain.cli:main"]},
+    entry_points={
+        "console_scripts": ["sssl-classify=sssl_brain.cli:main", "sssl-export=sssl_brain.export:main"]
+    },
 )

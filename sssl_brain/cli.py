@@ -119,7 +119,8 @@ def song_rows(results, class_names):
     """One CSV row per song: file, label, n_segments, duration_s, p_<class> (SVM), majority, mean."""
     rows = []
     for r in results:
-        row = {"file": r.path, "label": r.label, "n_segments": r.n_segments, "duration_s": round(r.duration, 3)}
+        row = {"file": r.path, "label": r.label, "n_segments": r.n_segments,
+               "duration_s": round(r.duration, 3)}
         row.update({f"p_{c}": round(float(p), 6) for c, p in zip(class_names, r.probs)})
         row.update(majority=r.aggregations["majority"]["label"], mean=r.aggregations["mean"]["label"])
         rows.append(row)
@@ -134,7 +135,8 @@ def song_columns(class_names):
     >>> song_columns(["low", "high"])
     ['file', 'label', 'n_segments', 'duration_s', 'p_low', 'p_high', 'majority', 'mean']
     """
-    return ["file", "label", "n_segments", "duration_s"] + [f"p_{c}" for c in class_names] + ["majority", "mean"]
+    probs = [f"p_{c}" for c in class_names]
+    return ["file", "label", "n_segments", "duration_s"] + probs + ["majority", "mean"]
 
 
 def segment_rows(results, class_names):
@@ -168,7 +170,7 @@ def format_table(results, class_names):
     ...                np.zeros(3), np.ones(3), np.zeros((3, 2)), 3.0)
     >>> print(format_table([r], ["low", "high"]))
     file   label  p_low  p_high  segments
-    a.wav  high   0.250  0.750          3
+    a.wav  high   0.250   0.750         3
     """
     header = ["file", "label"] + [f"p_{c}" for c in class_names] + ["segments"]
     body = [[r.path, r.label] + [f"{p:.3f}" for p in r.probs] + [str(r.n_segments)] for r in results]
@@ -196,7 +198,8 @@ def build_parser():
         prog="sssl-classify",
         description="Classify the emotion of songs with an exported sssl-brain model "
                     "(VGG16 segment classifier + SVM over Eq. 10 statistics).")
-    parser.add_argument("model_dir", help="exported model folder (python -m sssl_brain.export FOLD_DIR OUT_DIR)")
+    parser.add_argument("model_dir",
+                        help="exported model folder (python -m sssl_brain.export FOLD_DIR OUT_DIR)")
     parser.add_argument("paths", nargs="+", help="audio files (MP3, WAV, FLAC, OGG) or folders of them")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="write the results (with segments) as JSON to FILE, or to stdout")
@@ -206,7 +209,8 @@ def build_parser():
                         help="write one row per segment as CSV to FILE (or - for stdout)")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="plot segment probabilities over time (one PNG per file when several)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu or cuda:0 (default: cuda:0 if available, else cpu)")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=64,
                         help="segments per forward pass (default: 64)")
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
@@ -224,10 +228,12 @@ def main(argv=None):
     if args.batch_size < 1:
         parser.error(f"--batch_size={args.batch_size}: must be >= 1")
 
-    from .inference import EmotionRecognizer, plot_segment_probabilities  # torch and speechbrain: slow imports
+    # torch and speechbrain are slow to import: only after the arguments are checked
+    from .inference import EmotionRecognizer, plot_segment_probabilities
 
     try:
-        model = EmotionRecognizer.from_hparams(source=args.model_dir, run_opts={"device": args.device},
+        run_opts = {"device": args.device} if args.device else None
+        model = EmotionRecognizer.from_hparams(source=args.model_dir, run_opts=run_opts,
                                                batch_size=args.batch_size)
     except SSSLError as err:
         print(f"sssl-classify: cannot load the model: {err}", file=sys.stderr)
@@ -247,7 +253,7 @@ def main(argv=None):
             if path in plots:
                 os.makedirs(os.path.dirname(os.path.abspath(plots[path])), exist_ok=True)
                 plot_segment_probabilities(result, plots[path])
-        except SSSLError as err:
+        except (SSSLError, OSError) as err:  # OSError: a plot that cannot be written
             message = str(err) if path in str(err) else f"{path}: {err}"
             failures.append((path, message))
             tqdm.write(f"sssl-classify: skipped {message}", file=sys.stderr)

@@ -24,6 +24,7 @@ from .errors import ConfigError, DataError, SSSLError
 from .features import FeatureCache, FeatureConfig
 from .io_utils import atomic_write_csv, atomic_write_json
 from .labels import CLASS_NAMES, check_target
+from .model_io import save_song_classifier
 from .results import collect_results, plot_confusion_matrix, write_fold_metrics, write_results
 from .segments import segment_hop
 from .song_level import song_level_predictions, write_song_predictions
@@ -150,6 +151,32 @@ def fold_config(hp, exp):
     return config
 
 
+def feature_stats(cache, paths):
+    """Mean and standard deviation per feature bin over every frame of the given songs.
+
+    Arguments
+    ---------
+    cache : FeatureCache
+        Holds the songs' features.
+    paths : list of str
+        Audio paths (the fold's training songs).
+
+    Returns
+    -------
+    mean, std : numpy.ndarray
+        Shape (n_mels,), float64; std is floored at 1e-3.
+    """
+    total = total_sq = None
+    count = 0
+    for path in sorted(set(paths)):
+        feats = np.asarray(cache.load(path), dtype=np.float64)
+        total = feats.sum(axis=0) if total is None else total + feats.sum(axis=0)
+        total_sq = (feats ** 2).sum(axis=0) if total_sq is None else total_sq + (feats ** 2).sum(axis=0)
+        count += feats.shape[0]
+    mean = total / count
+    return mean, np.sqrt(np.maximum(total_sq / count - mean ** 2, 1e-6))
+
+
 def run_fold(hp, run_opts, exp):
     """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes its outputs."""
     fold, folder = int(hp["fold"]), hp["output_folder"]
@@ -159,6 +186,7 @@ def run_fold(hp, run_opts, exp):
     parts = exp.fold_segments(fold)
     train_ds = segment_dataset(parts["train"], exp.cache)
     valid_ds = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None
+    hp["model"].set_input_normalization(*feature_stats(exp.cache, [seg["path"] for seg in parts["train"]]))
     brain = SSSLBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp,
                       run_opts=run_opts, checkpointer=hp["checkpointer"])
     brain.fit(hp["epoch_counter"], train_ds, valid_ds,
@@ -192,6 +220,7 @@ def write_fold_outputs(hp, exp, fold, segments, probs):
         theta=float(hp["song_theta"]), grid_search=bool(hp["svm_grid_search"]), seed=int(hp["seed"]),
         C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
     write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, names)
+    save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
     test = [r for r in out.rows if r["split"] == "test" and r["aggregator"] == "svm"]
     if test:
         cm = np.zeros((len(names), len(names)), dtype=int)

@@ -22,12 +22,14 @@ half-written model.
 
 Command line (also the ``sssl-export`` console script)::
 
-    python -m sssl_brain.export FOLD_DIR OUT_DIR [--checkpoint CKPT+...] [--refit_song_classifier] [--overwrite]
+    python -m sssl_brain.export FOLD_DIR OUT_DIR [--checkpoint CKPT+...] [--refit_song_classifier]
+                                [--overwrite]
 """
 
 import argparse
 import dataclasses
 import datetime
+import inspect
 import json
 import logging
 import os
@@ -68,6 +70,7 @@ _FOLD_KEYS = ("target", "seg_dur", "seg_overlap", "max_song_duration", "sample_r
               "n_mels", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout",
               "song_theta", "class_names")
 
+_TRAINING_KEYS = ("method", "fold", "seed", "valence_threshold", "arousal_threshold")
 # fold_config.json key of the fixed dB reference (older folds: ref_db)
 _REF_KEYS = ("mel_power_ref", "ref_db")
 
@@ -115,7 +118,8 @@ def hparams_from_fold_config(config, source="fold_config.json"):
         raise ModelFolderError(f"{source}: missing key(s) {', '.join(missing)}")
     try:
         features = FeatureConfig(sample_rate=config["sample_rate"], n_fft=config["n_fft"],
-                                 hop_length=config["hop_length"], n_mels=config["n_mels"], ref=config[ref_key])
+                                 hop_length=config["hop_length"], n_mels=config["n_mels"],
+                                 ref=config[ref_key])
     except ConfigError as err:
         raise ModelFolderError(f"{source}: bad feature setting ({err})") from None
     hp = {
@@ -139,10 +143,10 @@ def hparams_from_fold_config(config, source="fold_config.json"):
             "batch_norm": bool(config["batch_norm"]),
             "dropout": float(config["dropout"]),
             "adaptive_pool": [7, 7],
+            "n_mels": None,  # bins of the input normalisation (None: one global mean/std), from the weights
         },
         "song_level": {"theta": float(config["song_theta"]), "aggregators": ["svm", "majority", "mean"]},
-        "training": {k: config[k] for k in ("method", "fold", "seed", "valence_threshold", "arousal_threshold")
-                     if k in config},
+        "training": {k: config[k] for k in _TRAINING_KEYS if k in config},
     }
     check_hparams(hp, source)
     return hp
@@ -200,14 +204,40 @@ def segment_frames(hp):
     return frames_per_segment(float(hp["segments"]["seg_dur"]), features.sample_rate, features.hop_length)
 
 
-def build_model(hp, source=HPARAMS_FILE):
-    """An untrained :class:`~sssl_brain.models.VGG16` shaped as ``hp['model']`` says."""
+def _vgg16_arguments():
+    return set(inspect.signature(VGG16.__init__).parameters) - {"self"}
+
+
+def build_model(hp, source=HPARAMS_FILE, channels_last=False):
+    """An untrained :class:`~sssl_brain.models.VGG16` shaped as ``hp['model']`` says.
+
+    Arguments
+    ---------
+    hp : dict
+        Content of ``hyperparams.yaml``.
+    source : str
+        Names the settings in error messages.
+    channels_last : bool
+        Memory layout of the convolutions (same numbers), if this VGG16 supports it.
+
+    Returns
+    -------
+    VGG16
+    """
     m = hp["model"]
+    accepted = _vgg16_arguments()
     try:
-        return VGG16(n_classes=int(m["n_classes"]), in_channels=int(m.get("in_channels", 1)),
-                     batch_norm=bool(m["batch_norm"]), width_mult=float(m["width_mult"]),
-                     classifier_dim=int(m["classifier_dim"]), dropout=float(m["dropout"]),
-                     adaptive_pool=tuple(m.get("adaptive_pool", (7, 7))))
+        kwargs = {"n_classes": int(m["n_classes"]), "in_channels": int(m.get("in_channels", 1)),
+                  "batch_norm": bool(m["batch_norm"]), "width_mult": float(m["width_mult"]),
+                  "classifier_dim": int(m["classifier_dim"]), "dropout": float(m["dropout"]),
+                  "adaptive_pool": tuple(m.get("adaptive_pool", (7, 7)))}
+        if m.get("n_mels") is not None:
+            if "n_mels" not in accepted:
+                raise ConfigError("model.n_mels is set but this VGG16 has no input normalisation")
+            kwargs["n_mels"] = int(m["n_mels"])
+        if "channels_last" in accepted:
+            kwargs["channels_last"] = bool(channels_last)
+        return VGG16(**kwargs)
     except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise ModelFolderError(f"{source}: cannot build the model ({type(err).__name__}: {err})") from None
 
@@ -249,7 +279,8 @@ def read_weights(path, model=None):
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise ModelFolderError(f"{path}: the weights do not fit the model of {HPARAMS_FILE} ({err})") from None
+            raise ModelFolderError(
+                f"{path}: the weights do not fit the model of {HPARAMS_FILE} ({err})") from None
     return state
 
 
@@ -288,7 +319,8 @@ def read_manifest(folder):
     if not isinstance(files, dict):
         raise ModelFolderError(f"{path}: 'files' must map file names to their sha256")
     for name, entry in files.items():
-        if not isinstance(name, str) or name != os.path.basename(name) or name in ("", ".", "..", MANIFEST_FILE):
+        plain = isinstance(name, str) and name == os.path.basename(name)
+        if not plain or name in ("", ".", "..", MANIFEST_FILE):
             raise ModelFolderError(f"{path}: bad file name {name!r} (plain names inside the folder only)")
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
             raise ModelFolderError(f"{path}: entry of {name!r} lacks its sha256")
@@ -326,8 +358,8 @@ def verify_model_folder(folder):
             raise ModelFolderError(f"{path}: missing file (listed in {MANIFEST_FILE})")
         digest = sha256_file(path)
         if digest != entry["sha256"]:
-            raise ModelFolderError(f"{path}: checksum mismatch (sha256 {digest[:16]}..., {MANIFEST_FILE} says "
-                                   f"{entry['sha256'][:16]}...): the file was changed or damaged")
+            raise ModelFolderError(f"{path}: checksum mismatch (sha256 {digest[:16]}..., {MANIFEST_FILE} "
+                                   f"says {entry['sha256'][:16]}...): the file was changed or damaged")
     return manifest
 
 
@@ -399,8 +431,31 @@ def find_checkpoint(fold_dir, checkpoint=None):
                     pass
                 found.append((when, name, path))
     if not found:
-        raise ModelFolderError(f"{save}: no checkpoint with a model.ckpt; is {fold_dir} a trained fold folder?")
+        raise ModelFolderError(
+            f"{save}: no checkpoint with a model.ckpt; is {fold_dir} a trained fold folder?")
     return max(found)[2]
+
+
+def _fold_model(hp, weights_path, source):
+    """The fold's trained VGG16; records in ``hp`` the input normalisation size its weights hold.
+
+    Weights saved before the model had input normalisation buffers load with
+    the identity normalisation (mean 0, std 1), which is what they were trained with.
+    """
+    state = read_weights(weights_path)
+    mean = state.get("input_mean")
+    hp["model"]["n_mels"] = int(mean.numel()) if mean is not None and mean.numel() > 1 else None
+    model = build_model(hp, source=source)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ModelFolderError(
+            f"{weights_path}: the weights do not fit the model of {source} ({err})") from None
+    missing = set(missing) - {"input_mean", "input_std"}
+    if missing or unexpected:
+        raise ModelFolderError(f"{weights_path}: the weights do not fit the model of {source} "
+                               f"(missing: {sorted(missing)}, unexpected: {sorted(unexpected)})")
+    return model
 
 
 def refit_song_classifier(fold_dir, hp):
@@ -476,8 +531,9 @@ def _readme(hp, files, fold_dir, checkpoint, metrics, refitted):
         "## Settings",
         "",
         f"- target: {hp['target']}; classes: {names}",
-        f"- segments: {seg['seg_dur']:g} s, overlap {seg['seg_overlap']} (null = seg_dur - 1 s), "
-        f"max song duration {seg['max_song_duration']}",
+        f"- segments: {seg['seg_dur']:g} s, "
+        + ("hop 1 s" if seg["seg_overlap"] is None else f"overlap {seg['seg_overlap']:g} s")
+        + ("" if seg["max_song_duration"] is None else f", first {seg['max_song_duration']:g} s of a song"),
         f"- features: {feat['n_mels']}-bin log-mel, {feat['window']} window {feat['n_fft']}, hop "
         f"{feat['hop_length']}, {feat['sample_rate']} Hz, dB re {feat['ref']}",
         f"- model: VGG16, width x{model['width_mult']:g}, classifier {model['classifier_dim']}, "
@@ -554,8 +610,7 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
         raise ModelFolderError(f"{config_path}: not valid JSON ({err})") from None
     hp = hparams_from_fold_config(config, source=config_path)
     ckpt = find_checkpoint(fold_dir, checkpoint)
-    model = build_model(hp, source=config_path)
-    read_weights(os.path.join(ckpt, "model.ckpt"), model)
+    model = _fold_model(hp, os.path.join(ckpt, "model.ckpt"), config_path)
 
     clf_path = os.path.join(fold_dir, FOLD_CLASSIFIER_FILE)
     refitted = False
@@ -566,8 +621,9 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
         classifier_bytes = dumps_song_classifier(refit_song_classifier(fold_dir, hp))
         refitted = True
     else:
-        raise ModelFolderError(f"{clf_path}: not found (folds trained before the classifier was saved lack it); "
-                               "pass refit=True / --refit_song_classifier to refit it from segment_predictions.csv")
+        raise ModelFolderError(
+            f"{clf_path}: not found (folds trained before the classifier was saved lack it); pass "
+            "refit=True / --refit_song_classifier to refit it from segment_predictions.csv")
     metrics = None
     metrics_path = os.path.join(fold_dir, "metrics.json")
     if os.path.isfile(metrics_path):
@@ -589,7 +645,8 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
         atomic_write_bytes(os.path.join(tmp, WEIGHTS_FILE), buf)
         atomic_write_bytes(os.path.join(tmp, CLASSIFIER_FILE), classifier_bytes)
         files = {name: _file_entry(os.path.join(tmp, name)) for name in REQUIRED_FILES}
-        atomic_write_text(os.path.join(tmp, README_FILE), _readme(hp, files, fold_dir, ckpt, metrics, refitted))
+        readme = _readme(hp, files, fold_dir, ckpt, metrics, refitted)
+        atomic_write_text(os.path.join(tmp, README_FILE), readme)
         files[README_FILE] = _file_entry(os.path.join(tmp, README_FILE))
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "sssl_brain_version": __version__,
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -597,12 +654,21 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
                                "song_classifier": "refitted" if refitted else FOLD_CLASSIFIER_FILE},
                     "files": files}
         atomic_write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
-        os.chmod(tmp, 0o755)
+        _make_readable(tmp)
         _replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _make_readable(folder):
+    """Temporary files are private (0600); a model folder is meant to be shared: 0755/0644 less umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o755 & ~umask)
+    for name in os.listdir(folder):
+        os.chmod(os.path.join(folder, name), 0o644 & ~umask)
 
 
 def _state_dict_bytes(model):
@@ -637,7 +703,8 @@ def main(argv=None):
         prog="sssl-export", description="Export a trained sssl-brain fold as a self-contained model folder.")
     parser.add_argument("fold_dir", help="trained fold folder, e.g. results/<dataset>/<exp>/sssl/fold_0")
     parser.add_argument("out_dir", help="model folder to create")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint folder name (default: the most recent)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint folder name (default: the most recent)")
     parser.add_argument("--refit_song_classifier", "--refit-song-classifier", action="store_true",
                         help="refit the song classifier from segment_predictions.csv if the fold lacks "
                              f"{FOLD_CLASSIFIER_FILE}")
@@ -651,8 +718,10 @@ def main(argv=None):
         print(f"sssl-export: error: {err}", file=sys.stderr)
         return 1
     out = os.path.abspath(args.out_dir)
-    print(f"exported {manifest['source']['fold_dir']} (checkpoint {manifest['source']['checkpoint']}) to {out}:")
-    for name, entry in [*manifest["files"].items(), (MANIFEST_FILE, _file_entry(os.path.join(out, MANIFEST_FILE)))]:
+    source = manifest["source"]
+    print(f"exported {source['fold_dir']} (checkpoint {source['checkpoint']}) to {out}:")
+    written = [*manifest["files"].items(), (MANIFEST_FILE, _file_entry(os.path.join(out, MANIFEST_FILE)))]
+    for name, entry in written:
         print(f"  {name:<24} {entry['bytes']:>10} bytes  sha256 {entry['sha256'][:16]}")
     print(f"use it: sssl-classify {out} SONG_OR_FOLDER ...")
     return 0

@@ -42,6 +42,17 @@ from .segments import frames_per_segment, segment_starts, start_frame
 from .song_level import majority_vote, mean_probability, predict_song_proba, song_features
 
 
+def _device_of(run_opts):
+    """The device run_opts asks for, else SpeechBrain's guess (cuda:0 when available, else cpu)."""
+    from speechbrain.utils.distributed import infer_device
+
+    if isinstance(run_opts, dict):
+        device = run_opts.get("device")
+    else:
+        device = getattr(run_opts, "device", None)
+    return str(device or infer_device())
+
+
 def segment_layout(n_frames, duration, seg_dur, sample_rate, hop_length, overlap=None, max_duration=None):
     """Segments of a song as training cuts them: start/end times and first frames.
 
@@ -74,7 +85,7 @@ def segment_layout(n_frames, duration, seg_dur, sample_rate, hop_length, overlap
 
     Example
     -------
-    >>> starts, ends, firsts, n = segment_layout(130, 3.0, 1.0, 22050, 512)
+    >>> starts, ends, firsts, n = segment_layout(140, 3.0, 1.0, 22050, 512)
     >>> starts.tolist(), ends.tolist(), firsts.tolist(), n
     ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [0, 43, 86], 44)
     >>> segment_layout(30, 0.6, 1.0, 22050, 512)[0].size
@@ -146,8 +157,9 @@ class SongResult:
             "label": self.label,
             "index": int(self.index),
             "probs": per_class(self.probs),
-            "aggregations": {k: {"label": v["label"], "index": int(v["index"]), "probs": per_class(v["probs"])}
-                             for k, v in self.aggregations.items()},
+            "aggregations": {
+                k: {"label": v["label"], "index": int(v["index"]), "probs": per_class(v["probs"])}
+                for k, v in self.aggregations.items()},
             "n_segments": self.n_segments,
             "duration_s": round(float(self.duration), 6),
         }
@@ -183,8 +195,8 @@ class EmotionRecognizer(Pretrained):
         Segments per forward pass (bounds memory on long files).
     channels_last : bool, optional
         Run the convolutions in the channels-last memory format (default: on
-        the CPU, where it is 1.2-2.3x faster for this model; same results to
-        float rounding).
+        the CPU, where it measured 1.4-3.6x faster for this model on a 2-core
+        machine, ``benchmarks/bench_inference.py``; same results to float rounding).
     """
 
     MODULES_NEEDED = ["model"]
@@ -247,13 +259,18 @@ class EmotionRecognizer(Pretrained):
         source = os.fspath(source)
         if "://" in source or not os.path.isdir(source):
             raise ModelFolderError(
-                f"source={source!r}: not a local folder. EmotionRecognizer loads model folders from disk only "
-                "(nothing is downloaded); create one with `python -m sssl_brain.export FOLD_DIR OUT_DIR`")
+                f"source={source!r}: not a local folder. EmotionRecognizer loads model folders from "
+                "disk only (nothing is downloaded); create one with "
+                "`python -m sssl_brain.export FOLD_DIR OUT_DIR`")
         if hparams_file != HPARAMS_FILE:
-            raise ModelFolderError(f"hparams_file={hparams_file!r}: an exported model folder is read from its "
-                                   f"{HPARAMS_FILE} only")
+            raise ModelFolderError(f"hparams_file={hparams_file!r}: an exported model folder is read from "
+                                   f"its {HPARAMS_FILE} only")
         folder = load_model_folder(source)
-        model = build_model(folder.hparams)
+        channels_last = kwargs.get("channels_last")
+        if channels_last is None:
+            channels_last = _device_of(run_opts).startswith("cpu")
+        kwargs["channels_last"] = bool(channels_last)
+        model = build_model(folder.hparams, channels_last=kwargs["channels_last"])
         model.load_state_dict(folder.state_dict, strict=True)
         return cls(modules={"model": model}, hparams=folder.hparams, run_opts=run_opts,
                    song_classifier=folder.classifier, source=folder.folder, **kwargs)
@@ -326,8 +343,8 @@ class EmotionRecognizer(Pretrained):
             feats.shape[0], duration, self.seg_dur, cfg.sample_rate, cfg.hop_length, self.seg_overlap,
             self.max_duration)
         if starts.size == 0:
-            raise AudioError(f"{name}: {duration:.3f} s of audio is shorter than one segment; this model needs "
-                             f"at least {self.seg_dur:g} s (seg_dur)")
+            raise AudioError(f"{name}: {duration:.3f} s of audio is shorter than one segment; this model "
+                             f"needs at least {self.seg_dur:g} s (seg_dur)")
         chunks = []
         for first in range(0, len(firsts), self.batch_size):  # only one chunk of segments in memory at once
             chunk = np.stack([feats[f:f + n_seg] for f in firsts[first:first + self.batch_size]])
@@ -354,7 +371,8 @@ class EmotionRecognizer(Pretrained):
         svm_index = int(np.asarray(self.song_classifier.predict(x))[0])
         out = {"svm": (svm_index, predict_song_proba(self.song_classifier, x, n_classes)[0]),
                "majority": majority_vote(probs), "mean": mean_probability(probs)}
-        return {name: {"label": self.class_names[int(i)], "index": int(i), "probs": np.asarray(p, dtype=float)}
+        return {name: {"label": self.class_names[int(i)], "index": int(i),
+                       "probs": np.asarray(p, dtype=float)}
                 for name, (i, p) in out.items()}
 
     def classify_signal(self, y, name="<signal>"):

@@ -17,6 +17,10 @@ import numpy as np
 def atomic_write_bytes(path, data):
     """Writes ``data`` to ``path`` atomically (temp file + rename).
 
+    A failed write (disk full, permission denied...) removes its temporary
+    file and raises an ``OSError`` of the same errno that names ``path``;
+    the previous version of ``path``, if any, is left unchanged.
+
     Arguments
     ---------
     path : str
@@ -32,18 +36,24 @@ def atomic_write_bytes(path, data):
     >>> open(p, "rb").read()
     b'hi'
     """
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None:
+            # A disk-full or permission error from write/fsync does not name the file: name it.
+            message = f"cannot write this file, left as it was ({err.strerror})"
+            raise OSError(err.errno, message, path) from err
         raise
 
 

@@ -118,7 +118,7 @@ def check_song_classifier(clf, name="song classifier"):
     >>> check_song_classifier(DecisionTreeClassifier().fit([[0], [1]], [0, 1]))
     Traceback (most recent call last):
     ...
-    sssl_brain.errors.ModelFolderError: song classifier: holds sklearn.tree._classes.DecisionTreeClassifier, ...
+    sssl_brain.errors.ModelFolderError: song classifier: holds sklearn.tree...DecisionTreeClassifier, ...
     """
     bad = sorted({_type_name(e) for e in _estimators_in(clf)} - set(ALLOWED_ESTIMATORS))
     if bad:
@@ -201,13 +201,16 @@ def load_song_classifier(path):
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as err:  # not a zip, no schema, bad JSON...
-        raise ModelFolderError(f"{path}: not a skops song classifier file ({type(err).__name__}: {err})") from None
+        raise ModelFolderError(
+            f"{path}: not a skops song classifier file ({type(err).__name__}: {err})") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
-        raise ModelFolderError(f"{path}: refused to load, the file names untrusted types: {', '.join(refused)}")
+        raise ModelFolderError(
+            f"{path}: refused to load, the file names untrusted types: {', '.join(refused)}")
     try:
         clf = sio.load(path, trusted=list(untrusted))
     except Exception as err:
-        raise ModelFolderError(f"{path}: cannot load the song classifier ({type(err).__name__}: {err})") from None
+        raise ModelFolderError(
+            f"{path}: cannot load the song classifier ({type(err).__name__}: {err})") from None
     check_song_classifier(clf, name=path)
     return clf

@@ -66,6 +66,9 @@ class VGG16(nn.Module):
     adaptive_pool : tuple of int
         Output size of the adaptive average pooling before the classifier
         ((7, 7) in torchvision), so any segment duration works.
+    n_mels : int, optional
+        Feature bins; with it the input normalisation holds one mean and
+        standard deviation per bin, without it one of each for all bins.
     channels_last : bool
         Keep convolution weights and activations in channels-last memory
         format (same numbers, different layout); measured 1.7-2x faster for
@@ -89,6 +92,7 @@ class VGG16(nn.Module):
         classifier_dim=4096,
         dropout=0.5,
         adaptive_pool=(7, 7),
+        n_mels=None,
         channels_last=False,
     ):
         super().__init__()
@@ -134,6 +138,11 @@ class VGG16(nn.Module):
             nn.Linear(classifier_dim, n_classes),
         )
         self._init_weights()
+        size = int(n_mels) if n_mels else 1
+        # input normalisation (x - mean) / std, set from the training songs by set_input_normalization;
+        # buffers, so they travel with the weights in checkpoints and exported models
+        self.register_buffer("input_mean", torch.zeros(size))
+        self.register_buffer("input_std", torch.ones(size))
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.features.to(memory_format=torch.channels_last)
@@ -151,7 +160,33 @@ class VGG16(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 
+    def set_input_normalization(self, mean, std):
+        """Sets the input normalisation (x - mean) / std (per feature bin or global).
+
+        Arguments
+        ---------
+        mean, std : array-like
+            Shape (n_mels,) or (1,), from the training songs' features.
+
+        Example
+        -------
+        >>> model = VGG16(n_classes=2, width_mult=1 / 16, classifier_dim=8, n_mels=3)
+        >>> model.set_input_normalization([1.0, 2.0, 3.0], [1.0, 1.0, 2.0])
+        >>> model.input_std.tolist()
+        [1.0, 1.0, 2.0]
+        """
+        mean = torch.as_tensor(mean, dtype=self.input_mean.dtype).reshape(-1)
+        std = torch.as_tensor(std, dtype=self.input_std.dtype).reshape(-1)
+        if mean.shape != self.input_mean.shape or std.shape != self.input_std.shape:
+            raise ConfigError(f"input normalisation of shape {tuple(mean.shape)}, expected "
+                              f"{tuple(self.input_mean.shape)} (n_mels of the model)")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise DataError("input normalisation: mean/std must be finite and std > 0")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
     def _as_image(self, x):
+        x = (x - self.input_mean) / self.input_std  # broadcast over the last (feature) axis
         if x.dim() == 3:
             if self.in_channels != 1:
                 raise DataError(

@@ -114,7 +114,7 @@ def parse_rating(raw, column, source, value_range=None):
         return None
     try:
         value = float(raw.strip() if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
         raise DataError(f"{source}: {column}={raw!r} is not a number") from None
     if not math.isfinite(value):
         raise DataError(f"{source}: {column}={raw!r} is not a finite number")

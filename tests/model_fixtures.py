@@ -17,9 +17,9 @@ from sssl_brain.export import FOLD_CLASSIFIER_FILE, MANIFEST_FILE, export_fold
 from sssl_brain.io_utils import read_csv_dicts
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE_ARGS = ["--n_folds=2", "--folds=[0]", "--number_of_epochs=2", "--warmup_epochs=1", "--width_mult=0.0625",
-               "--classifier_dim=32", "--seg_dur=1", "--target=quadrant", "--svm_grid_search=False",
-               "--device=cpu", "--noprogressbar", "--feature_jobs=1"]
+RECIPE_ARGS = ["--n_folds=2", "--folds=[0]", "--number_of_epochs=2", "--warmup_epochs=1",
+               "--width_mult=0.0625", "--classifier_dim=32", "--seg_dur=1", "--target=quadrant",
+               "--svm_grid_search=False", "--device=cpu", "--noprogressbar", "--feature_jobs=1"]
 
 
 def trained_fold(basetemp):
@@ -32,8 +32,9 @@ def trained_fold(basetemp):
 
         generate_demo_dataset(str(root / "data"), n_songs=8, seed=0, min_duration=4, max_duration=6,
                               progress=False)
-        cmd = [sys.executable, str(REPO / "recipes" / "csv" / "train.py"), str(REPO / "hparams" / "vgg16_sssl.yaml"),
-               f"--data_folder={root / 'data'}", f"--results_folder={results}", *RECIPE_ARGS]
+        cmd = [sys.executable, str(REPO / "recipes" / "csv" / "train.py"),
+               str(REPO / "hparams" / "vgg16_sssl.yaml"), f"--data_folder={root / 'data'}",
+               f"--results_folder={results}", *RECIPE_ARGS]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -57,3 +58,61 @@ def segment_reference(fold, song_id, class_names):
     ends = np.array([float(r["end_s"]) for r in rows])
     probs = np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows])
     return starts, ends, probs
+
+
+def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=3.0, width_mult=0.0625,
+                 classifier_dim=16, normalization=True, max_song_duration=None, seed=0):
+    """A fold folder built without training: an untrained tiny VGG16 and an SVM on random Eq. 10 features.
+
+    Arguments
+    ---------
+    normalization : bool
+        Give the model a non-trivial per-bin input normalisation (if this
+        VGG16 has one); False writes weights without the normalisation buffers,
+        as checkpoints from before it.
+
+    Returns
+    -------
+    pathlib.Path
+        The fold folder (``fold_config.json``, ``save/CKPT+.../model.ckpt``, ``song_classifier.skops``).
+    """
+    import json
+    import warnings
+
+    import torch
+
+    from sssl_brain.model_io import save_song_classifier
+    from sssl_brain.models import VGG16
+    from sssl_brain.song_level import fit_song_classifier, song_features
+
+    folder = Path(folder)
+    n_classes = len(class_names)
+    torch.manual_seed(seed)
+    has_norm = "input_mean" in VGG16(n_classes=2, width_mult=0.0625, classifier_dim=4).state_dict()
+    kwargs = {"n_mels": 128} if has_norm and normalization else {}
+    model = VGG16(n_classes=n_classes, width_mult=width_mult, classifier_dim=classifier_dim, **kwargs)
+    if kwargs:
+        rng = np.random.default_rng(seed)
+        model.set_input_normalization(rng.uniform(-60, -20, 128), rng.uniform(5, 15, 128))
+        state = model.state_dict()
+    else:
+        state = {k: v for k, v in model.state_dict().items() if k not in ("input_mean", "input_std")}
+    ckpt = folder / "save" / "CKPT+2024-01-01+00-00-00+00"
+    ckpt.mkdir(parents=True)
+    torch.save(state, ckpt / "model.ckpt")
+    (ckpt / "CKPT.yaml").write_text("end-of-epoch: true\nunixtime: 1700000000.0\n")
+    config = {"target": target, "seg_dur": seg_dur, "seg_overlap": None,
+              "max_song_duration": max_song_duration, "sample_rate": 22050, "n_fft": 1024,
+              "hop_length": 512, "n_mels": 128, "mel_power_ref": 1.0,
+              "n_classes": n_classes, "width_mult": width_mult, "classifier_dim": classifier_dim,
+              "batch_norm": False, "dropout": 0.5, "song_theta": 0.5, "method": "sssl", "fold": 0,
+              "seed": seed, "class_names": list(class_names)}
+    (folder / "fold_config.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(seed)
+    X = np.stack([song_features(rng.dirichlet(np.ones(n_classes), size=6)) for _ in range(8 * n_classes)])
+    y = np.arange(len(X)) % n_classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_song_classifier(fit_song_classifier(X, y, seed=seed, calibration_folds=3),
+                             folder / "song_classifier.skops")
+    return folder

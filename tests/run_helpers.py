@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end reliability tests: run ``recipes/csv/train.py`` in a subprocess, kill it, compare.
+"""End-to-end reliability tests' helpers: run ``recipes/csv/train.py`` in a subprocess, kill it, compare.
 
 Every run is a real process started in its own session (so its process
 group is the job: the recipe and its feature-extraction workers), killed
@@ -26,7 +26,9 @@ Two ways to kill a run:
   - ``save:<file name>:<n>``: during the ``n``-th ``torch.save`` to a file of
     that name (a checkpoint file; half of its bytes are written).
 
-  The hook lives here, in the tests; the library has none.
+  The hook lives here, in the tests; the library has none. Likewise
+  ``SSSL_TEST_MAX_FILE_BYTES`` limits the size of the files the run can write
+  (``RLIMIT_FSIZE``), so that a write fails for real as on a full disk.
 """
 
 import functools
@@ -47,6 +49,7 @@ PYTHON = sys.executable
 TRAIN = REPO / "recipes" / "csv" / "train.py"
 HPARAMS = REPO / "hparams" / "vgg16_sssl.yaml"
 KILL_ENV = "SSSL_TEST_KILL_AT"
+FSIZE_ENV = "SSSL_TEST_MAX_FILE_BYTES"
 RUN_TIMEOUT = 400  # s; generous: other test sessions may share the 2 cores
 
 # The tiny experiment every reliability test runs (about 20 s on 2 CPU cores).
@@ -95,18 +98,26 @@ def train_args(results, data=None, **overrides):
     return [str(HPARAMS)] + [f"--{k}={v}" for k, v in options.items()] + ["--device=cpu", "--noprogressbar"]
 
 
-def start_train(args, log_path, kill_at=None, preexec_fn=None):
-    """Starts the recipe in its own session; stdout and stderr go to ``log_path``."""
+def start_train(args, log_path, kill_at=None, max_file_bytes=None):
+    """Starts the recipe in its own session; stdout and stderr go to ``log_path``.
+
+    ``kill_at``: a kill hook (see the module docstring). ``max_file_bytes``: the run cannot write a
+    file larger than this (``RLIMIT_FSIZE``: writes fail with EFBIG, as on a full disk).
+    """
     # One torch thread: the tiny model is fastest so, and oversubscribed cores (tests in parallel)
     # make multi-threaded torch 10x slower. Every run uses the same setting, so results compare exactly.
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop(KILL_ENV, None)
+    env.pop(FSIZE_ENV, None)
     if kill_at:
         env[KILL_ENV] = kill_at
+    if max_file_bytes:
+        env[FSIZE_ENV] = str(int(max_file_bytes))
     log = open(log_path, "wb")
     try:
-        return subprocess.Popen([PYTHON, __file__, *args], cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=preexec_fn)
+        command = [PYTHON, __file__, *args]
+        return subprocess.Popen(command, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     finally:
         log.close()
 
@@ -128,9 +139,9 @@ def reap_group(proc):
         pass
 
 
-def run_train(args, log_path, kill_at=None, timeout=RUN_TIMEOUT, preexec_fn=None):
+def run_train(args, log_path, kill_at=None, timeout=RUN_TIMEOUT, max_file_bytes=None):
     """Runs the recipe to its end; returns ``(returncode, output)``."""
-    proc = start_train(args, log_path, kill_at=kill_at, preexec_fn=preexec_fn)
+    proc = start_train(args, log_path, kill_at=kill_at, max_file_bytes=max_file_bytes)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -176,7 +187,8 @@ def prepared_folder(results):
 
 def feature_folder(results):
     """The feature cache folder of the (single) feature config under ``results``."""
-    folders = [Path(p) for p in glob.glob(str(prepared_folder(results) / "features" / "*")) if os.path.isdir(p)]
+    pattern = str(prepared_folder(results) / "features" / "*")
+    folders = [Path(p) for p in glob.glob(pattern) if os.path.isdir(p)]
     assert len(folders) <= 1, folders
     return folders[0] if folders else None
 
@@ -263,7 +275,7 @@ def final_checkpoint(fold):
 
 
 def assert_same_results(exp, ref, what="run"):
-    """Every compared output file of ``exp`` equals the reference byte for byte; so do the final checkpoints."""
+    """Every compared output file of ``exp`` equals the reference byte for byte; so do final checkpoints."""
     got, want = result_files(exp), result_files(ref)
     assert sorted(got) == sorted(want), f"{what}: different output files"
     different = [name for name in want if got[name] != want[name]]
@@ -377,6 +389,12 @@ def main(argv):
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
     sys.path.insert(0, str(REPO))
+    if os.environ.get(FSIZE_ENV):
+        import resource
+
+        limit = int(os.environ[FSIZE_ENV])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too large write fails with EFBIG (Python's default)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     spec = os.environ.get(KILL_ENV)
     if spec:
         _install_kill_hook(spec)

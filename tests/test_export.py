@@ -12,7 +12,8 @@ import pytest
 import skops.io as sio
 import torch
 import yaml
-from model_fixtures import exported_model, trained_fold
+from audio_fixtures import write_audio
+from model_fixtures import exported_model, fold_by_hand, trained_fold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -30,8 +31,14 @@ from sssl_brain.export import (
     main,
     refit_song_classifier,
 )
+from sssl_brain.features import FeatureConfig, extract_file
+from sssl_brain.inference import EmotionRecognizer
 from sssl_brain.model_io import load_song_classifier, save_song_classifier, sha256_file
-from sssl_brain.song_level import ConstantSongClassifier, fit_song_classifier
+from sssl_brain.models import VGG16
+from sssl_brain.song_level import ConstantSongClassifier, fit_song_classifier, song_features
+
+pytestmark = [pytest.mark.filterwarnings("ignore:song classifier"),
+              pytest.mark.filterwarnings("ignore:Detected pickle protocol")]
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +103,8 @@ def test_export_layout_and_manifest(fold, model_dir):
     state = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
     ckpt = export_mod.find_checkpoint(fold)
     original = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
-    assert state.keys() == original.keys()
-    assert all(torch.equal(state[k], original[k]) for k in state)
+    assert set(original) <= set(state)  # checkpoints from before the input normalisation lack its buffers
+    assert all(torch.equal(state[k], original[k]) for k in original)
     assert zipfile.is_zipfile(model_dir / CLASSIFIER_FILE)
     readme = (model_dir / README_FILE).read_text()
     assert "sssl-classify" in readme and manifest["files"][WEIGHTS_FILE]["sha256"] in readme
@@ -241,7 +248,8 @@ def test_pickle_in_place_of_the_song_classifier_is_refused_and_not_run(model_cop
 def test_song_classifier_with_untrusted_types_is_refused(model_copy):
     (model_copy / CLASSIFIER_FILE).write_bytes(sio.dumps(Pipeline([("f", FunctionTransformer(os.system))])))
     _update_manifest(model_copy, CLASSIFIER_FILE)
-    with pytest.raises(ModelFolderError, match=r"song_classifier\.skops: refused to load.*untrusted types.*system"):
+    expected = r"song_classifier\.skops: refused to load.*untrusted types.*system"
+    with pytest.raises(ModelFolderError, match=expected):
         load_model_folder(model_copy)
 
 
@@ -255,7 +263,8 @@ def test_song_classifier_of_another_kind_is_refused(model_copy):
 def test_hyperparams_with_python_tags_are_refused_and_not_run(model_copy, tmp_path):
     marker = tmp_path / "marker"
     text = (model_copy / HPARAMS_FILE).read_text()
-    (model_copy / HPARAMS_FILE).write_text(text + f"hook: !!python/object/apply:builtins.open ['{marker}', 'w']\n")
+    hook = f"hook: !!python/object/apply:builtins.open ['{marker}', 'w']\n"
+    (model_copy / HPARAMS_FILE).write_text(text + hook)
     _update_manifest(model_copy, HPARAMS_FILE)
     with pytest.raises(ModelFolderError, match=r"hyperparams\.yaml: not a plain YAML file"):
         load_model_folder(model_copy)
@@ -285,7 +294,8 @@ def test_checksum_mismatch_is_named(model_copy, name):
 def test_bad_manifests_are_refused(model_copy, tmp_path):
     manifest_path = model_copy / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps({**manifest, "files": {**manifest["files"], "../outside": {"sha256": "0"}}}))
+    outside = {**manifest["files"], "../outside": {"sha256": "0"}}
+    manifest_path.write_text(json.dumps({**manifest, "files": outside}))
     with pytest.raises(ModelFolderError, match="bad file name '../outside'"):
         load_model_folder(model_copy)
     files = dict(manifest["files"])
@@ -304,3 +314,42 @@ def test_bad_manifests_are_refused(model_copy, tmp_path):
         load_model_folder(model_copy)
     with pytest.raises(ModelFolderError, match="model folder not found"):
         load_model_folder(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- a fold built by hand
+@pytest.mark.parametrize("max_song_duration", [None, 4.0])
+def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, max_song_duration):
+    """Binary target, 3 s segments, input normalisation: inference equals a direct forward of the weights."""
+    fold_dir = fold_by_hand(tmp_path / "fold", max_song_duration=max_song_duration)
+    export_fold(fold_dir, tmp_path / "model")
+    hp = yaml.safe_load((tmp_path / "model" / HPARAMS_FILE).read_text())
+    assert hp["class_names"] == ["low", "high"] and hp["segments"]["seg_dur"] == 3.0
+    rec = EmotionRecognizer.from_hparams(source=tmp_path / "model", run_opts={"device": "cpu"})
+    path = write_audio(str(tmp_path / "song.wav"), duration=6.5, freq=330.0)
+    result = rec.classify_file(path)
+    expected_starts = [0.0, 1.0, 2.0, 3.0] if max_song_duration is None else [0.0, 1.0]
+    np.testing.assert_allclose(result.segment_starts, expected_starts)
+    np.testing.assert_allclose(result.segment_ends, np.array(expected_starts) + 3.0)
+
+    state = torch.load(export_mod.find_checkpoint(fold_dir) + "/model.ckpt", weights_only=True)
+    kwargs = {"n_mels": 128} if "input_mean" in state else {}
+    direct = VGG16(n_classes=2, width_mult=0.0625, classifier_dim=16, **kwargs)
+    direct.load_state_dict(state)
+    direct.eval()
+    feats = torch.from_numpy(extract_file(path, FeatureConfig()))
+    firsts = [round(s * 22050 / 512) for s in expected_starts]
+    with torch.no_grad():
+        logits = direct(torch.stack([feats[f:f + 130] for f in firsts]))
+    np.testing.assert_allclose(result.segment_probs, torch.softmax(logits, -1).numpy(), atol=1e-5)
+    clf = load_song_classifier(fold_dir / FOLD_CLASSIFIER_FILE)
+    np.testing.assert_allclose(result.probs, clf.predict_proba(song_features(result.segment_probs)[None])[0])
+
+
+def test_checkpoint_without_normalisation_buffers_exports_with_the_identity(tmp_path):
+    fold_dir = fold_by_hand(tmp_path / "fold", normalization=False)
+    export_fold(fold_dir, tmp_path / "model")
+    loaded = load_model_folder(tmp_path / "model")
+    assert loaded.hparams["model"]["n_mels"] is None
+    if "input_mean" in loaded.state_dict:  # this VGG16 normalises its input: identity for old weights
+        assert torch.equal(loaded.state_dict["input_mean"], torch.zeros(1))
+        assert torch.equal(loaded.state_dict["input_std"], torch.ones(1))
