@@ -50,12 +50,15 @@ def _neutralize_broken_lazy_modules():
     nothing was loaded) makes hypothesis skip them.
     """
     import sys
+    import warnings
 
     import sssl_brain.experiment  # noqa: F401  (registers every shim the library's imports bring)
 
     for module in list(sys.modules.values()):
         try:
-            getattr(module, "__file__", None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the shims' deprecation notices
+                getattr(module, "__file__", None)
         except ImportError:
             module.__dict__["__file__"] = None
 

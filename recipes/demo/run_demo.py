@@ -26,6 +26,7 @@ from csv_prepare import AROUSAL_THRESHOLD, VALENCE_THRESHOLD, prepare_csv  # noq
 
 from sssl_brain.demo_data import generate_demo_dataset  # noqa: E402
 from sssl_brain.experiment import recipe_main  # noqa: E402
+from sssl_brain.io_utils import read_csv_dicts  # noqa: E402
 from sssl_brain.report import experiment_summary  # noqa: E402
 
 #: The demo's small VGG16 and schedule (every other value comes from hparams/vgg16_sssl.yaml).
@@ -34,8 +35,8 @@ DEMO_OVERRIDES = [
     "--seg_dur=1",
     "--max_song_duration=20",
     "--n_folds=5",
-    "--number_of_epochs=6",
-    "--warmup_epochs=2",
+    "--number_of_epochs=10",
+    "--warmup_epochs=3",
     "--width_mult=0.125",
     "--classifier_dim=64",
     "--batch_norm=True",
@@ -61,7 +62,25 @@ def main(argv=None):
     recipe_main([hparams] + overrides, prepare_csv, VALENCE_THRESHOLD, AROUSAL_THRESHOLD, dataset="demo")
     exp = os.path.join(args.results, "demo", "quadrant_seg1s_seed1986")
     print("\n" + experiment_summary(exp, plot_folder=exp))
+    model_dir = export_and_plot(exp, args.data, os.path.join(args.results, "demo", "model"))
     print(f"demo finished in {time.time() - start:.0f} s; outputs in {exp}")
+    print(f"exported model: {model_dir}  (try: sssl-classify {model_dir} SONG.mp3 --plot curve.png)")
+
+
+def export_and_plot(exp, data_folder, model_dir):
+    """Exports SSSL's fold 0 and draws the emotion curve (Figure 2) of its first test song."""
+    from sssl_brain.export import export_fold
+    from sssl_brain.inference import EmotionRecognizer, plot_segment_probabilities
+
+    fold = os.path.join(exp, "sssl", "fold_0")
+    export_fold(fold, model_dir, overwrite=True)
+    song = next(r for r in read_csv_dicts(os.path.join(fold, "song_predictions.csv")) if r["split"] == "test")
+    path = next(r["path"] for r in read_csv_dicts(os.path.join(data_folder, "annotations.csv"))
+                if r["song_id"] == song["song_id"])
+    result = EmotionRecognizer.from_hparams(source=model_dir).classify_file(os.path.join(data_folder, path))
+    curve = plot_segment_probabilities(result, os.path.join(exp, "emotion_curve.png"))
+    print(f"emotion curve of test song {song['song_id']} (true quadrant {song['label']}): {curve}")
+    return model_dir
 
 
 if __name__ == "__main__":
