@@ -765,3 +765,37 @@ def run_prepare_cli(prepare, description, argv=None):
     except SSSLError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def read_file_names(path, id_column, name_column, what):
+    """Optional ``id -> audio file name`` map from a dataset's metadata table.
+
+    Arguments
+    ---------
+    path : str
+        Metadata CSV; a missing file gives an empty map.
+    id_column, name_column : str
+        Columns of the song id and of its audio file name (empty cells are left out).
+    what : str
+        Name of the table in error messages.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    DataError
+        On a duplicate id, naming both rows.
+    """
+    names, seen = {}, {}
+    if not os.path.isfile(path):
+        return names
+    for source, row in read_annotation_csv(path, (id_column, name_column), what):
+        song_id = row[id_column]
+        if song_id in seen:
+            raise DataError(f"{source}: duplicate {id_column} {song_id!r} (first at {seen[song_id]})")
+        seen[song_id] = source
+        if row[name_column]:
+            names[song_id] = row[name_column]
+    return names

@@ -7,11 +7,11 @@ with a real ``SIGKILL`` and started again with the same command.
 Two ways to kill a run:
 
 * from outside (:func:`kill_job`), once a marker file shows the run is
-  where the test wants it (a checkpoint, a ``partition.csv``, a fold's
-  ``metrics.json``): used for the long windows (inside a training epoch,
-  between folds);
-* from inside, for windows too short to hit from outside (the prepare step,
-  feature extraction of tiny songs, the write of one checkpoint file): this
+  where the test wants it (e.g. a fold's ``metrics.json``, written last):
+  used where the window lasts seconds (between folds);
+* from inside, for windows too short to hit reliably from outside (the
+  prepare step, feature extraction of tiny songs, one training epoch of the
+  tiny model: about 0.2 s, the write of one checkpoint file): this
   file is also a wrapper, ``python tests/run_helpers.py ARGS...``, that runs
   the recipe like ``python recipes/csv/train.py ARGS...`` but first installs
   the hook named by the environment variable ``SSSL_TEST_KILL_AT``, which
@@ -131,14 +131,6 @@ def kill_job(proc):
     proc.wait(timeout=60)
 
 
-def reap_group(proc):
-    """Kills what is left of a finished job's process group (orphaned workers), if anything."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run_train(args, log_path, kill_at=None, timeout=RUN_TIMEOUT, max_file_bytes=None):
     """Runs the recipe to its end; returns ``(returncode, output)``."""
     proc = start_train(args, log_path, kill_at=kill_at, max_file_bytes=max_file_bytes)
@@ -147,8 +139,6 @@ def run_train(args, log_path, kill_at=None, timeout=RUN_TIMEOUT, max_file_bytes=
     except subprocess.TimeoutExpired:
         kill_job(proc)
         raise
-    finally:
-        reap_group(proc)
     return proc.returncode, Path(log_path).read_text(errors="replace")
 
 
@@ -249,9 +239,8 @@ def checkpoint_tensors(ckpt):
     """``{file: state}`` of the model and the partition state of a checkpoint (loaded weights only)."""
     import torch
 
-    return {name: torch.load(Path(ckpt) / name, weights_only=True)
-            for name in ("model.ckpt", "partition_state.ckpt", "counter.ckpt") if (Path(ckpt) / name).exists()
-            and name != "counter.ckpt"}
+    names = [name for name in ("model.ckpt", "partition_state.ckpt") if (Path(ckpt) / name).exists()]
+    return {name: torch.load(Path(ckpt) / name, weights_only=True) for name in names}
 
 
 def states_equal(a, b):

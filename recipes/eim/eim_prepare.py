@@ -23,7 +23,13 @@ Usage::
 import os
 
 from sssl_brain.errors import DataError
-from sssl_brain.songs import find_audio_files, prepare_songs_table, read_annotation_csv, run_prepare_cli
+from sssl_brain.songs import (
+    find_audio_files,
+    prepare_songs_table,
+    read_annotation_csv,
+    read_file_names,
+    run_prepare_cli,
+)
 
 DATASET = "emoMusic"
 VALENCE_THRESHOLD = 5.0
@@ -41,20 +47,6 @@ def _csv_folder(data_folder):
     raise DataError(f"{data_folder}: not an emoMusic folder: {ANNOTATIONS} not found here or in annotations/")
 
 
-def _file_names(songs_info):
-    names, seen = {}, {}
-    if not os.path.isfile(songs_info):
-        return names
-    for source, row in read_annotation_csv(songs_info, ("song_id", "file_name"), "emoMusic songs info"):
-        song_id = row["song_id"]
-        if song_id in seen:
-            raise DataError(f"{source}: duplicate song_id {song_id!r} (first at {seen[song_id]})")
-        seen[song_id] = source
-        if row["file_name"]:
-            names[song_id] = row["file_name"]
-    return names
-
-
 def parse_eim(data_folder):
     """Annotation entries and audio files of an emoMusic folder.
 
@@ -69,7 +61,8 @@ def parse_eim(data_folder):
     audio_folder = os.path.join(data_folder, AUDIO_FOLDER)
     if not os.path.isdir(audio_folder):
         raise DataError(f"{audio_folder}: emoMusic audio folder not found")
-    file_names = _file_names(os.path.join(csv_folder, SONGS_INFO))
+    songs_info = os.path.join(csv_folder, SONGS_INFO)
+    file_names = read_file_names(songs_info, "song_id", "file_name", "emoMusic songs info")
     entries = []
     columns = ("song_id", "mean_arousal", "mean_valence")
     annotations = os.path.join(csv_folder, ANNOTATIONS)

@@ -27,7 +27,13 @@ Usage::
 import os
 
 from sssl_brain.errors import DataError
-from sssl_brain.songs import find_audio_files, prepare_songs_table, read_annotation_csv, run_prepare_cli
+from sssl_brain.songs import (
+    find_audio_files,
+    prepare_songs_table,
+    read_annotation_csv,
+    read_file_names,
+    run_prepare_cli,
+)
 
 DATASET = "PMEmo2019"
 VALENCE_THRESHOLD = 0.5
@@ -62,20 +68,6 @@ def find_pmemo_layout(data_folder):
                     f"(official layout) nor {ANNOTATIONS} (flattened copy), here or in PMEmo2019/")
 
 
-def _file_names(metadata_csv):
-    names, seen = {}, {}
-    if not os.path.isfile(metadata_csv):
-        return names
-    for source, row in read_annotation_csv(metadata_csv, ("musicId", "fileName"), "PMEmo metadata"):
-        music_id = row["musicId"]
-        if music_id in seen:
-            raise DataError(f"{source}: duplicate musicId {music_id!r} (first at {seen[music_id]})")
-        seen[music_id] = source
-        if row["fileName"]:
-            names[music_id] = row["fileName"]
-    return names
-
-
 def parse_pmemo(data_folder):
     """Annotation entries and audio files of a PMEmo2019 folder.
 
@@ -97,7 +89,7 @@ def parse_pmemo(data_folder):
     else:
         annotations = os.path.join(root, ANNOTATIONS)
         audio_folder = root
-    file_names = _file_names(os.path.join(root, METADATA))
+    file_names = read_file_names(os.path.join(root, METADATA), "musicId", "fileName", "PMEmo metadata")
     entries = []
     for source, row in read_annotation_csv(annotations, ANNOTATION_COLUMNS, "PMEmo static annotations"):
         music_id = row["musicId"]
