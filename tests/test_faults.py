@@ -148,12 +148,6 @@ def test_killed_inside_an_epoch_then_between_folds_then_in_stage_2_then_resumed(
     assert_same_results(exp, ref, "resumed after kills inside an epoch, between folds and in stage 2")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SpeechBrain's Checkpointer writes CKPT.yaml first and the parameter files after it, to their "
-    "final names: a kill while saving leaves a 'checkpoint' with a truncated file that the next run "
-    "loads and fails on (RuntimeError: PytorchStreamReader failed reading zip archive); a full disk "
-    "while saving does the same. Reported to the lead with a proposed AtomicCheckpointer (CKPT.yaml "
-    "written last, interrupted saves deleted at recovery); remove this mark with that fix."))
 def test_killed_while_saving_a_checkpoint_then_resumed(ref, tmp_path):
     results = tmp_path / "results"
     args = train_args(results)
