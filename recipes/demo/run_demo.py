@@ -79,7 +79,8 @@ def export_and_plot(exp, data_folder, model_dir):
                 if r["song_id"] == song["song_id"])
     result = EmotionRecognizer.from_hparams(source=model_dir).classify_file(os.path.join(data_folder, path))
     curve = plot_segment_probabilities(result, os.path.join(exp, "emotion_curve.png"))
-    print(f"emotion curve of test song {song['song_id']} (true quadrant {song['label']}): {curve}")
+    true = result.class_names[int(song["label"])]
+    print(f"emotion curve of test song {song['song_id']} (true class {true}): {curve}")
     return model_dir
 
 
