@@ -19,6 +19,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import speechbrain as sb  # noqa: E402
+
 from sssl_brain.experiment import load_hparams, parse_overrides  # noqa: E402
 from sssl_brain.io_utils import atomic_write_csv, atomic_write_text, read_csv_dicts  # noqa: E402
 
@@ -43,7 +45,7 @@ def table2(rows, title):
         cells = []
         for m in methods:
             r = next((x for x in rows if x["seg_dur"] == dur and x["method"] == m), None)
-            cells += ["" , ""] if r is None else [
+            cells += ["", ""] if r is None else [
                 f"{float(r['acc_mean']):.2f} ± {float(r['acc_std']):.2f}",
                 f"{float(r['macro_f1_mean']):.2f} ± {float(r['macro_f1_std']):.2f}"]
         lines.append(f"| {dur} s | " + " | ".join(cells) + " |")
@@ -61,8 +63,8 @@ def main(argv):
         cmd = [sys.executable, train_py, hparams_file, f"--seg_dur={dur}"] + rest
         print("running:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        overrides = parse_overrides(" ".join(a[2:].replace("=", ": ", 1) for a in rest if a.startswith("--")
-                                             and "=" in a and not a.startswith("--device")))
+        _, _, overrides = sb.parse_arguments([hparams_file] + rest)
+        overrides = parse_overrides(overrides)
         overrides.update(seg_dur=dur, dataset=os.path.basename(os.path.dirname(os.path.abspath(train_py))))
         hp = load_hparams(hparams_file, overrides)
         dataset, target = hp["dataset"], hp["target"]
