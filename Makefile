@@ -26,3 +26,6 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loading.py
+	$(PY) benchmarks/bench_epoch.py
+	$(PY) benchmarks/bench_features.py
+	$(PY) benchmarks/bench_inference.py
