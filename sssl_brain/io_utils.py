@@ -13,6 +13,9 @@ import tempfile
 
 import numpy as np
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path, data):
     """Writes ``data`` to ``path`` atomically (temp file + rename).
@@ -35,6 +38,8 @@ def atomic_write_bytes(path, data):
     >>> atomic_write_bytes(p, b"hi")
     >>> open(p, "rb").read()
     b'hi'
+    >>> oct(os.stat(p).st_mode & 0o777) == oct(0o666 & ~_UMASK)
+    True
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -42,6 +47,7 @@ def atomic_write_bytes(path, data):
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
