@@ -307,6 +307,11 @@ def recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
     except SSSLError as err:
         sys.stderr.write(f"error: {err}\n")
         sys.exit(2)
+    except OSError as err:  # disk full, permissions: the message names the file
+        if err.filename is None:
+            raise
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(1)
 
 
 def _recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):
