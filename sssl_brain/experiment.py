@@ -9,6 +9,7 @@ last checkpoint.
 
 import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -48,7 +49,14 @@ def load_hparams(hparams_file, overrides):
     if not os.path.isfile(hparams_file):
         raise ConfigError(f"{hparams_file}: hyperparameter file not found")
     with open(hparams_file, encoding="utf-8") as fin:
-        return load_hyperpyyaml(fin, overrides)
+        try:
+            return load_hyperpyyaml(fin, overrides)
+        except ValueError as err:
+            match = re.search(r"'(\w+)' is a !PLACEHOLDER", str(err))
+            if match is None:
+                raise
+            name = match.group(1)
+            raise ConfigError(f"{name}: required, pass --{name}=... (see README)") from None
 
 
 def check_experiment_hparams(hp):

@@ -32,8 +32,14 @@ def runs(tmp_path_factory):
     for run_id, (option, value, _) in zip(IDS, BAD_OPTIONS):
         results = tmp_path_factory.mktemp("cli") / "results"
         args = train_args(results, data=data, **{option: value})
-        proc = subprocess.Popen([PYTHON, str(TRAIN), *args], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [PYTHON, str(TRAIN), *args],
+            cwd=str(REPO),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         started[run_id] = (proc, results)
     out = {}
     for run_id, (proc, results) in started.items():
@@ -62,3 +68,25 @@ def test_bad_override_fails_at_start_up_naming_the_option(runs, option, value, w
     assert "Traceback" not in output
     # Nothing was prepared or trained: no songs table, no feature, no checkpoint, no log.
     assert written_files(results) == []
+
+
+def test_missing_data_folder_names_the_option(tmp_path):
+    hparams = REPO / "hparams" / "vgg16_sssl.yaml"
+    proc = subprocess.run(
+        [
+            PYTHON,
+            str(REPO / "recipes" / "pmemo" / "train.py"),
+            str(hparams),
+            f"--results_folder={tmp_path / 'results'}",
+        ],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == "error: data_folder: required, pass --data_folder=... (see README)"
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
