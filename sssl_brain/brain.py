@@ -288,21 +288,13 @@ class SSSLBrain(sb.Brain):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         rank = torch.distributed.get_rank() if world > 1 else 0
         n = len(dataset)
-        shard = list(range(rank, n, world))
-        loader = sb.dataio.dataloader.make_dataloader(
-            torch.utils.data.Subset(dataset, shard), batch_size=int(self.hparams.partition_batch_size),
-            shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
-        was_training = self.modules.training
-        self.modules.eval()
+        shard = torch.utils.data.Subset(dataset, list(range(rank, n, world)))
         losses, probs, order = [], [], []
-        with torch.no_grad(), self.evaluation_ctx:
-            for batch in loader:
-                logits = self.modules.model(batch.feats.data.to(self.device)).float()
-                labels = batch.label.data[:, 0].to(self.device)
-                losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
-                probs.append(torch.softmax(logits, dim=-1).cpu())
-                order.append(batch.index.data[:, 0])
-        self.modules.train(was_training)
+        for batch, logits in self._eval_logits(shard):
+            labels = batch.label.data[:, 0].to(self.device)
+            losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
+            probs.append(torch.softmax(logits, dim=-1).cpu())
+            order.append(batch.index.data[:, 0])
         losses = torch.cat(losses) if losses else torch.zeros(0)
         probs = torch.cat(probs) if probs else torch.zeros(0, int(self.hparams.n_classes))
         order = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
@@ -417,17 +409,23 @@ class SSSLBrain(sb.Brain):
         return getattr(self, "_no_valid", False)
 
     # ------------------------------------------------------------ inference
-    def predict_probs(self, dataset, batch_size=None):
-        """Class probabilities of every segment of ``dataset``, in dataset order (eval mode)."""
+    def _eval_logits(self, dataset, batch_size=None):
+        """Yields ``(batch, logits)`` over ``dataset`` in order: eval mode, no grad, no augmentation."""
         loader = sb.dataio.dataloader.make_dataloader(
             dataset, batch_size=int(batch_size or self.hparams.partition_batch_size),
             shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
+        was_training = self.modules.training
         self.modules.eval()
-        out = []
-        with torch.no_grad(), self.evaluation_ctx:
-            for batch in loader:
-                logits = self.modules.model(batch.feats.data.to(self.device)).float()
-                out.append(torch.softmax(logits, -1).cpu())
+        try:
+            with torch.no_grad(), self.evaluation_ctx:
+                for batch in loader:
+                    yield batch, self.modules.model(batch.feats.data.to(self.device)).float()
+        finally:
+            self.modules.train(was_training)
+
+    def predict_probs(self, dataset, batch_size=None):
+        """Class probabilities of every segment of ``dataset``, in dataset order (eval mode)."""
+        out = [torch.softmax(logits, -1).cpu() for _, logits in self._eval_logits(dataset, batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, int(self.hparams.n_classes)))
 
 
