@@ -32,7 +32,17 @@ from speechbrain.utils.distributed import if_main_process
 from .errors import ConfigError
 from .io_utils import atomic_write_csv
 from .partition import partition_precision_recall, partition_segments
-from .sssl import mixup, normalize_losses, sharpen, soft_cross_entropy, sssl_loss, symmetric_kl
+from .sssl import (
+    class_prior_penalty,
+    co_guess,
+    mixup,
+    normalize_losses,
+    refine_labels,
+    sharpen,
+    soft_cross_entropy,
+    sssl_loss,
+    symmetric_kl,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +50,17 @@ METHODS = ("sssl", "proposed_star", "inherit")
 PARTITION_COLUMNS = [
     "epoch", "n_clean", "n_noisy", "clean_frac", "gmm_mean_low", "gmm_mean_high", "per_class", "fallback",
     "class_tv", "clean_precision", "clean_recall", "train_seg_acc_truth", "train_seg_acc_label",
+    "train_pred_dist", "train_collapse",
 ]
+#: One row per epoch and method (``epoch_stats.csv``): what the model predicts, on which data.
+EPOCH_COLUMNS = [
+    "epoch", "method", "sssl", "lr", "train_loss", "train_pred_dist", "valid_loss", "valid_acc",
+    "valid_acc_truth", "valid_song_acc", "valid_pred_dist", "valid_collapse",
+]
+PSEUDO_LABEL_SOURCES = ("step", "co_guess", "epoch")
+RDROP_REDUCTIONS = ("unlabeled", "batch")
+#: Validation metrics a checkpoint can be selected on, with their direction ("last": no selection).
+SELECTION_METRICS = {"valid_acc": "max", "valid_song_acc": "max", "valid_loss": "min", "last": None}
 
 
 def check_sssl_hparams(hparams):
@@ -58,6 +78,15 @@ def check_sssl_hparams(hparams):
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:
         raise ConfigError(f"warmup_epochs={hparams['warmup_epochs']!r}: must be >= 0")
+    if float(hparams.get("prior_weight", 0.0)) < 0:
+        raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
+    choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES, "step"), ("rdrop_reduction", RDROP_REDUCTIONS, "unlabeled"),
+               ("selection_metric", tuple(SELECTION_METRICS), "last"))
+    for key, allowed, default in choices:
+        if hparams.get(key, default) not in allowed:
+            raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
+    if not 0.0 <= float(hparams.get("collapse_margin", 0.25)) <= 1.0:
+        raise ConfigError(f"collapse_margin={hparams['collapse_margin']!r}: must be in [0, 1]")
 
 
 class SSSLForward(torch.nn.Module):
@@ -141,7 +170,9 @@ class PartitionState:
         self.epoch = 0
         self.clean = None
         self.clean_prob = None
+        self.probs = None  # (N, K) eval-mode probabilities of the partition pass
         self.history = []
+        self.epoch_stats = []
 
     @mark_as_saver
     def save(self, path):
@@ -150,7 +181,9 @@ class PartitionState:
             "epoch": self.epoch,
             "clean": self.clean,
             "clean_prob": self.clean_prob,
+            "probs": self.probs,
             "history": self.history,
+            "epoch_stats": self.epoch_stats,
         }, path)
 
     @mark_as_loader
@@ -159,6 +192,7 @@ class PartitionState:
         state = torch.load(path, weights_only=True)
         self.epoch, self.clean = state["epoch"], state["clean"]
         self.clean_prob, self.history = state["clean_prob"], list(state["history"])
+        self.probs, self.epoch_stats = state.get("probs"), list(state.get("epoch_stats", []))
 
 
 class SSSLBrain(sb.Brain):
@@ -180,6 +214,9 @@ class SSSLBrain(sb.Brain):
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("partition_state", self.state)
         self.clean_mask = None
+        self.clean_prob = None
+        self.epoch_probs = None
+        self.label_share = None  # class shares of the inherited training labels (set by fit)
         self.train_dataset = None
         self.mix_generator = torch.Generator()
 
@@ -193,6 +230,10 @@ class SSSLBrain(sb.Brain):
         self.train_truth = np.array([data[i]["truth_int"] for i in ids])
         known = self.train_truth >= 0
         self.train_correct = (self.train_truth == self.train_labels) if known.all() and known.size else None
+        k = int(self.hparams.n_classes)
+        counts = np.bincount(self.train_labels, minlength=k).astype(np.float64)
+        self.label_share = counts / max(1.0, counts.sum())
+        self.class_prior = torch.as_tensor(self.label_share, dtype=torch.float32, device=self.device)
         self._no_valid = valid_set is None
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
@@ -214,45 +255,83 @@ class SSSLBrain(sb.Brain):
         """Cross-entropy against the inherited labels (warm-up, baseline, validation)."""
         labels = batch.label.data[:, 0].to(self.device)
         loss = F.cross_entropy(predictions.float(), labels)
+        pred = predictions.detach().argmax(dim=-1)
+        self.stage_pred_counts += torch.bincount(pred.cpu(), minlength=int(self.hparams.n_classes))
         if stage != sb.Stage.TRAIN:
-            pred = predictions.argmax(dim=-1)
             self.stage_correct += int((pred == labels).sum())
             self.stage_count += int(labels.numel())
+            truth = batch.truth.data[:, 0].to(self.device)
+            known = truth >= 0
+            self.stage_truth_correct += int((pred[known] == truth[known]).sum())
+            self.stage_truth_count += int(known.sum())
+            probs = torch.softmax(predictions.detach().float(), dim=-1).cpu().numpy()
+            for sid, lab, p in zip(batch.song_id, labels.cpu().tolist(), probs):
+                entry = self.stage_song_probs.setdefault(sid, [lab, np.zeros_like(p, dtype=np.float64), 0])
+                entry[1] += p
+                entry[2] += 1
         return loss
 
+    def _option(self, name, default):
+        return getattr(self.hparams, name, default)
+
     def sssl_objective(self, batch):
-        """Loss of Eq. 9 for one batch, with its parts (for logging).
+        """Loss of Eq. 9 (plus the optional class-prior term) for one batch, with its parts.
+
+        Targets: X keeps its inherited one-hot label, or with
+        ``refine_labels`` the sharpened DivideMix refinement ``w y + (1 - w) p``
+        (p from the epoch-start partition pass); U gets the sharpened guess of
+        ``pseudo_labels`` (``step``: this step's prediction, the paper;
+        ``co_guess``: its mean with the epoch-start prediction; ``epoch``: the
+        epoch-start prediction alone).
 
         Returns
         -------
         loss : torch.Tensor
         parts : dict
-            ``l_mix``, ``l_kl`` and ``n_u`` (number of U samples).
+            ``l_mix``, ``l_kl``, ``l_prior`` and ``n_u`` (number of U samples).
         """
         hp = self.hparams
+        temperature = float(hp.sharpen_temperature)
         feats = batch.feats.data.to(self.device)
         labels = batch.label.data[:, 0].to(self.device)
         index = batch.index.data[:, 0].to(self.device)
         noisy = ~self.clean_mask[index]
         n_u = int(noisy.sum())
         targets = F.one_hot(labels, int(hp.n_classes)).float()
+        epoch_probs = self.epoch_probs[index] if self.epoch_probs is not None else None
+        if self._option("refine_labels", False) and epoch_probs is not None:
+            refined = sharpen(refine_labels(targets, epoch_probs, self.clean_prob[index]), temperature)
+            targets = torch.where(noisy.unsqueeze(-1), targets, refined)
         mixed_x, _, delta, perm = mixup(feats, targets, float(hp.mixup_alpha), generator=self.mix_generator)
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
-        if n_u == 0:
+        source = self._option("pseudo_labels", "step")
+        if epoch_probs is None:
+            source = "step"
+        l_kl = None
+        if n_u == 0 or (source == "epoch" and lam == 0):
             logits = self.modules.model(mixed_x)
-            l_kl = logits.new_zeros(())
+            step_probs = None
         else:
             out = self.modules.model(mixed_x, u_x=feats[noisy], rdrop=lam > 0)
-            logits = out["logits"]
-            pseudo = sharpen(out["u_probs"], float(hp.sharpen_temperature))
+            logits, step_probs = out["logits"], out["u_probs"]
+            if lam > 0:
+                l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())
+                if self._option("rdrop_reduction", "unlabeled") == "batch":
+                    l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
+        if n_u:
+            guess = {"step": lambda: step_probs, "epoch": lambda: epoch_probs[noisy],
+                     "co_guess": lambda: co_guess(step_probs, epoch_probs[noisy])}[source]()
             targets = targets.clone()
-            targets[noisy] = pseudo.to(targets.dtype)
-            l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float()) if lam > 0 \
-                else logits.new_zeros(())
+            targets[noisy] = sharpen(guess, temperature).to(targets.dtype)
+        if l_kl is None:
+            l_kl = logits.new_zeros(())
         mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(self.device)]
         l_mix = soft_cross_entropy(logits.float(), mixed_targets)
-        loss = sssl_loss(l_mix, l_kl, lam)
-        return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()), "n_u": n_u}
+        prior_weight = float(self._option("prior_weight", 0.0))
+        l_prior = class_prior_penalty(logits.float(), self.class_prior) if prior_weight > 0 else logits.new_zeros(())
+        loss = sssl_loss(l_mix, l_kl, lam, l_prior, prior_weight)
+        return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()),
+                      "l_prior": float(l_prior.detach()), "n_u": n_u}
 
     def fit_batch(self, batch):
         """One SSSL step; before/without the partition, SpeechBrain's own ``fit_batch``."""
@@ -328,14 +407,18 @@ class SSSLBrain(sb.Brain):
             result = box[0]
         self._log_partition(epoch, norm, probs, result)
         self.last_losses, self.last_partition = norm, result  # for diagnostics and tests
+        self.last_probs = probs
         return result
 
     def _log_partition(self, epoch, norm, probs, result):
         pred = probs.argmax(axis=1)
         row = {"epoch": epoch, **result.summary()}
         row = {k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()}
+        dist = np.bincount(pred, minlength=int(self.hparams.n_classes)) / max(1, pred.size)
+        collapsed = self._collapsed(dist, f"epoch {epoch}, training segments at the start of the epoch")
         row.update(clean_precision="", clean_recall="", train_seg_acc_truth="",
-                   train_seg_acc_label=_fmt((pred == self.train_labels).mean()))
+                   train_seg_acc_label=_fmt((pred == self.train_labels).mean()),
+                   train_pred_dist=format_distribution(dist), train_collapse=int(collapsed))
         if self.train_correct is not None:
             prec, rec = partition_precision_recall(result.clean, self.train_correct)
             row.update(clean_precision=_fmt(prec), clean_recall=_fmt(rec))
@@ -354,15 +437,19 @@ class SSSLBrain(sb.Brain):
 
     # ------------------------------------------------------------ stage hooks
     def on_stage_start(self, stage, epoch=None):
-        """Seeds the epoch and, after the warm-up, computes the clean/noisy partition."""
+        """Seeds the epoch, sets its learning rate and, after the warm-up, computes the partition."""
         self.stage_correct, self.stage_count = 0, 0
+        self.stage_truth_correct, self.stage_truth_count = 0, 0
+        self.stage_pred_counts = torch.zeros(int(self.hparams.n_classes), dtype=torch.long)
+        self.stage_song_probs = {}
         if stage != sb.Stage.TRAIN:
             return
         seed = int(self.hparams.seed) * 1000 + int(epoch)
         torch.manual_seed(seed)
         self.mix_generator.manual_seed(seed)
+        self.epoch_lr = self._set_epoch_lr(epoch)
         if not self.uses_partition(epoch):
-            self.clean_mask = None
+            self.clean_mask = self.clean_prob = self.epoch_probs = None
             return
         if self.state.epoch == epoch and self.state.clean is not None:
             clean = self.state.clean  # resumed inside this epoch: keep its partition
@@ -371,12 +458,46 @@ class SSSLBrain(sb.Brain):
             clean = torch.as_tensor(np.asarray(result.clean, dtype=bool))
             self.state.epoch, self.state.clean = epoch, clean
             self.state.clean_prob = torch.as_tensor(np.asarray(result.clean_prob, dtype=np.float32))
+            self.state.probs = torch.as_tensor(np.asarray(self.last_probs, dtype=np.float32))
         self.clean_mask = clean.to(self.device)
+        self.clean_prob = self.state.clean_prob.to(self.device)
+        self.epoch_probs = self.state.probs.to(self.device) if self.state.probs is not None else None
+
+    def _set_epoch_lr(self, epoch):
+        """The learning rate of this epoch from ``lr_annealing`` (SpeechBrain's LinearScheduler), if any.
+
+        The value depends on the epoch index alone, so a resumed run uses the
+        same rate as an uninterrupted one.
+        """
+        scheduler = getattr(self.hparams, "lr_annealing", None)
+        if scheduler is None or self.optimizer is None:
+            return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else None
+        lr, _ = scheduler(int(epoch))
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        return float(lr)
+
+    def _collapsed(self, dist, where):
+        """True (and a logged warning) when one class takes far more predictions than its label share."""
+        margin = float(self._option("collapse_margin", 0.25))
+        if self.label_share is None:
+            return False
+        excess = np.asarray(dist) - self.label_share
+        k = int(np.argmax(excess))
+        if excess[k] > margin:
+            logger.warning("prediction collapse (%s): %.1f %% of the predictions are class %d, whose share of "
+                           "the inherited labels is %.1f %% (collapse_margin %.2f)", where, 100 * dist[k], k,
+                           100 * self.label_share[k], margin)
+            return True
+        return False
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the stage and saves a checkpoint at the end of each epoch."""
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
+            counts = self.stage_pred_counts.numpy()
+            # training predictions of the plain CE epochs (unmixed inputs, train mode); SSSL epochs: the
+            # partition pass of partition.csv
+            self.train_pred_dist = counts / counts.sum() if counts.sum() else None
             self.state.epoch = epoch  # the partition of a finished epoch is never reused
             self.state.clean = None
             if self.valid_is_absent:
@@ -384,12 +505,48 @@ class SSSLBrain(sb.Brain):
             return
         stats = {"loss": stage_loss, "acc_inherited": self.stage_correct / max(1, self.stage_count)}
         if stage == sb.Stage.VALID:
+            stats.update(self._valid_diagnostics(epoch))
             self._end_of_epoch(epoch, stats)
         elif getattr(self.hparams, "train_logger", None) is not None:
             self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
                                                 test_stats=stats)
 
+    def _valid_diagnostics(self, epoch):
+        """Accuracy against the truth, song-level accuracy (mean probability) and collapse check of VALID."""
+        out = {}
+        if self.stage_truth_count:
+            out["acc_truth"] = self.stage_truth_correct / self.stage_truth_count
+        if self.stage_song_probs:
+            hits = [int(np.argmax(total) == lab) for lab, total, _ in self.stage_song_probs.values()]
+            out["song_acc"] = float(np.mean(hits))
+        counts = self.stage_pred_counts.numpy()
+        self.valid_pred_dist = counts / max(1, counts.sum())
+        self.valid_collapse = self._collapsed(self.valid_pred_dist, f"epoch {epoch}, validation segments")
+        return out
+
+    def _write_epoch_stats(self, epoch, valid_stats):
+        train_dist = getattr(self, "train_pred_dist", None)
+        last = self.state.history[-1] if self.state.history else None
+        if self.uses_partition(epoch) and last is not None and int(last["epoch"]) == epoch:
+            train_dist = None  # SSSL epoch: the partition pass's distribution is in partition.csv
+        row = {"epoch": epoch, "method": self.method, "sssl": int(self.uses_partition(epoch)),
+               "lr": _fmt(getattr(self, "epoch_lr", None)), "train_loss": _fmt(self.train_loss),
+               "train_pred_dist": "" if train_dist is None else format_distribution(train_dist),
+               "valid_loss": _fmt(valid_stats.get("loss")), "valid_acc": _fmt(valid_stats.get("acc_inherited")),
+               "valid_acc_truth": _fmt(valid_stats.get("acc_truth")),
+               "valid_song_acc": _fmt(valid_stats.get("song_acc")),
+               "valid_pred_dist": format_distribution(self.valid_pred_dist) if valid_stats else "",
+               "valid_collapse": int(getattr(self, "valid_collapse", False)) if valid_stats else ""}
+        self.state.epoch_stats = [r for r in self.state.epoch_stats if int(r["epoch"]) < epoch] + [row]
+        if valid_stats:
+            logger.info("epoch %d: valid acc %.4f, predicted class shares %s (label shares %s)", epoch,
+                        valid_stats["acc_inherited"], row["valid_pred_dist"], format_distribution(self.label_share if self.label_share is not None else []))
+        folder = getattr(self.hparams, "output_folder", None)
+        if folder and if_main_process():
+            atomic_write_csv(os.path.join(folder, "epoch_stats.csv"), self.state.epoch_stats, EPOCH_COLUMNS)
+
     def _end_of_epoch(self, epoch, valid_stats):
+        self._write_epoch_stats(epoch, valid_stats)
         train_stats = {"loss": self.train_loss}
         last = self.state.history[-1] if self.state.history else None
         if last is not None and int(last["epoch"]) == epoch:
@@ -397,11 +554,56 @@ class SSSLBrain(sb.Brain):
             if last["clean_precision"] != "":
                 train_stats["clean_precision"] = last["clean_precision"]
         if getattr(self.hparams, "train_logger", None) is not None:
-            self.hparams.train_logger.log_stats(
-                {"epoch": epoch, "method": self.method, "sssl": self.uses_partition(epoch)},
-                train_stats=train_stats, valid_stats=valid_stats or None)
+            epoch_info = {"epoch": epoch, "method": self.method, "sssl": self.uses_partition(epoch)}
+            if getattr(self, "epoch_lr", None) is not None:
+                epoch_info["lr"] = self.epoch_lr
+            self.hparams.train_logger.log_stats(epoch_info, train_stats=train_stats, valid_stats=valid_stats or None)
         if self.checkpointer is not None:
-            self.checkpointer.save_and_keep_only(meta={"epoch": epoch, **valid_stats}, num_to_keep=1)
+            meta = {"epoch": epoch, **valid_stats}
+            if valid_stats:
+                meta.update(valid_loss=valid_stats["loss"], valid_acc=valid_stats["acc_inherited"])
+                if "song_acc" in valid_stats:
+                    meta["valid_song_acc"] = valid_stats["song_acc"]
+            self.checkpointer.save_and_keep_only(meta=meta, num_to_keep=1, **self._selection_keys(meta))
+
+    def _selection_keys(self, meta=None):
+        """``max_keys``/``min_keys`` of the selection metric (empty for ``last`` or without validation)."""
+        metric = self._option("selection_metric", "last")
+        direction = SELECTION_METRICS[metric]
+        if direction is None or self.valid_is_absent or (meta is not None and metric not in meta):
+            return {}
+        return {"max_keys": [metric]} if direction == "max" else {"min_keys": [metric]}
+
+    def recover_selected(self):
+        """Loads the checkpoint chosen by ``selection_metric`` on validation (after ``fit``).
+
+        SpeechBrain's recipes test the checkpoint with the best validation
+        score; every method (sssl, proposed_star, inherit) is selected the
+        same way. ``last`` (or no validation set) keeps the last epoch.
+
+        Returns
+        -------
+        dict
+            ``selection_metric``, ``selected_epoch`` and ``selected_value``
+            (for metrics.json; the checkpoint's folder name holds a wall-clock
+            time, so it is not recorded: the epoch identifies it).
+        """
+        metric = self._option("selection_metric", "last")
+        keys = self._selection_keys()
+        out = {"selection_metric": metric if keys else "last", "selected_epoch": None, "selected_value": None}
+        if self.checkpointer is None:
+            return out
+        find_kw = {"max_key": keys["max_keys"][0]} if "max_keys" in keys else (
+            {"min_key": keys["min_keys"][0]} if "min_keys" in keys else {})
+        ckpt = self.checkpointer.find_checkpoint(**find_kw)
+        if ckpt is None:
+            return out
+        self.checkpointer.load_checkpoint(ckpt)
+        value = ckpt.meta.get(metric)
+        out.update(selected_epoch=ckpt.meta.get("epoch"), selected_value=None if value is None else float(value))
+        logger.info("selected checkpoint %s (epoch %s, %s = %s)", os.path.basename(str(ckpt.path)),
+                    out["selected_epoch"], out["selection_metric"], out["selected_value"])
+        return out
 
     @property
     def valid_is_absent(self):
@@ -431,3 +633,14 @@ class SSSLBrain(sb.Brain):
 
 def _fmt(value):
     return "" if value is None else round(float(value), 6)
+
+
+def format_distribution(shares):
+    """Class shares as one compact string, e.g. for ``epoch_stats.csv``.
+
+    Example
+    -------
+    >>> format_distribution([0.25, 0.75])
+    '0.250/0.750'
+    """
+    return "/".join(f"{float(v):.3f}" for v in shares)

@@ -200,14 +200,15 @@ def run_fold(hp, run_opts, exp):
     brain.fit(hp["epoch_counter"], train_ds, valid_ds,
               train_loader_kwargs=hp["train_dataloader_opts"],
               valid_loader_kwargs=hp["valid_dataloader_opts"])
+    selection = brain.recover_selected()  # the checkpoint chosen on validation serves everything below
     if not if_main_process():
         return None
     every = parts["train"] + parts["valid"] + parts["test"]
     probs = brain.predict_probs(segment_dataset(every, exp.cache))
-    return write_fold_outputs(hp, exp, fold, every, probs)
+    return write_fold_outputs(hp, exp, fold, every, probs, selection=selection)
 
 
-def write_fold_outputs(hp, exp, fold, segments, probs):
+def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
     """Writes segment_predictions.csv, song_predictions.csv, a confusion matrix and metrics.json (last)."""
     folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
     seg_rows, by_song = [], {}
@@ -238,6 +239,7 @@ def write_fold_outputs(hp, exp, fold, segments, probs):
     extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
              "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
                             for k, v in out.params.items()}}
+    extra.update(selection or {})
     return write_fold_metrics(folder, out.rows, seg_rows, extra=extra)
 
 

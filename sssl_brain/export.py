@@ -404,15 +404,23 @@ def find_checkpoint(fold_dir, checkpoint=None):
     fold_dir : str
         A trained fold folder.
     checkpoint : str, optional
-        Name of one checkpoint folder; default: the most recent one (its
-        ``CKPT.yaml`` ``unixtime``, else its name). Training keeps one, the
-        last epoch, which is the model that wrote ``segment_predictions.csv``.
+        Name of one checkpoint folder; default: the one selected on
+        validation (the checkpoint of ``selected_epoch`` in the fold's
+        ``metrics.json``, the model that wrote ``segment_predictions.csv``),
+        else the most recent one (its ``CKPT.yaml`` ``unixtime``, else its name).
 
     Returns
     -------
     str
     """
     save = os.path.join(fold_dir, "save")
+    selected_epoch = None
+    if checkpoint is None:
+        try:
+            with open(os.path.join(fold_dir, "metrics.json"), encoding="utf-8") as f:
+                selected_epoch = json.load(f).get("selected_epoch")
+        except (OSError, ValueError, AttributeError):
+            selected_epoch = None
     if checkpoint is not None:
         path = checkpoint if os.path.isabs(checkpoint) else os.path.join(save, checkpoint)
         if not os.path.isfile(os.path.join(path, "model.ckpt")):
@@ -423,16 +431,23 @@ def find_checkpoint(fold_dir, checkpoint=None):
         for name in sorted(os.listdir(save)):
             path = os.path.join(save, name)
             if name.startswith("CKPT+") and os.path.isfile(os.path.join(path, "model.ckpt")):
-                when = 0.0
+                when, epoch = 0.0, None
                 try:
                     with open(os.path.join(path, "CKPT.yaml"), encoding="utf-8") as f:
-                        when = float((yaml.safe_load(f) or {}).get("unixtime", 0.0))
+                        meta = yaml.safe_load(f) or {}
+                    when, epoch = float(meta.get("unixtime", 0.0)), meta.get("epoch")
                 except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
                     pass
-                found.append((when, name, path))
+                found.append((when, name, path, epoch))
     if not found:
         raise ModelFolderError(
             f"{save}: no checkpoint with a model.ckpt; is {fold_dir} a trained fold folder?")
+    if selected_epoch is not None:
+        chosen = [f for f in found if f[3] == selected_epoch]
+        if not chosen:
+            raise ModelFolderError(f"{save}: no checkpoint of the selected epoch {selected_epoch} "
+                                   f"(metrics.json); pass the checkpoint's name")
+        return max(chosen)[2]
     return max(found)[2]
 
 

@@ -12,6 +12,15 @@ DESIGN.md section 1):
 - :func:`symmetric_kl`: L_KL, the R-Drop consistency loss (Eq. 8);
 - :func:`sssl_loss`: the total loss (Eq. 9).
 
+Guards against confirmation bias where the paper is silent (each off when its
+yaml weight is 0, which gives the paper's recipe back):
+
+- :func:`refine_labels`: DivideMix's label refinement of X, ``w y + (1 - w) p``;
+- :func:`class_prior_penalty`: the class-balance regulariser of Tanaka et al.
+  (2018, the paper's ref. [10]) that DivideMix adds to its loss;
+- :func:`co_guess`: pseudo-label guess averaged over two predictions (DivideMix
+  averages two networks; we average the current step with the epoch-start model).
+
 Defaults of the hyperparameters (tau, T, alpha, lambda) live in the yaml; the
 paper does not give them and we start from DivideMix's published values.
 """
@@ -264,10 +273,12 @@ def symmetric_kl(logits_a, logits_b):
     return (0.5 * (kl_ab + kl_ba)).mean()
 
 
-def sssl_loss(l_mix, l_kl, lam):
-    """Total SSSL loss: ``L = L_MIX + lambda * L_KL`` (Eq. 9).
+def sssl_loss(l_mix, l_kl, lam, l_prior=0.0, prior_weight=0.0):
+    """Total SSSL loss: ``L = L_MIX + lambda * L_KL`` (Eq. 9) ``+ beta * L_prior``.
 
-    ``lam = 0`` is the ablation "Proposed*" (no R-Drop term).
+    ``lam = 0`` is the ablation "Proposed*" (no R-Drop term). The optional
+    class-prior term (:func:`class_prior_penalty`, weight beta) is not in the
+    paper: ``prior_weight = 0`` is the paper's Eq. 9.
 
     Arguments
     ---------
@@ -277,6 +288,10 @@ def sssl_loss(l_mix, l_kl, lam):
         R-Drop loss (:func:`symmetric_kl`).
     lam : float
         Weight lambda >= 0.
+    l_prior : torch.Tensor or float
+        Class-prior penalty (:func:`class_prior_penalty`).
+    prior_weight : float
+        Its weight beta >= 0 (0: the paper's Eq. 9).
 
     Returns
     -------
@@ -286,7 +301,121 @@ def sssl_loss(l_mix, l_kl, lam):
     -------
     >>> float(sssl_loss(torch.tensor(1.5), torch.tensor(0.5), 2.0))
     2.5
+    >>> float(sssl_loss(torch.tensor(1.5), torch.tensor(0.5), 2.0, torch.tensor(0.25), 4.0))
+    3.5
     """
     if not lam >= 0:
         raise ConfigError(f"lambda={lam!r}: the R-Drop weight must be >= 0")
-    return l_mix + lam * l_kl
+    if not prior_weight >= 0:
+        raise ConfigError(f"prior_weight={prior_weight!r}: the class-prior weight must be >= 0")
+    loss = l_mix + lam * l_kl
+    return loss + prior_weight * l_prior if prior_weight > 0 else loss
+
+
+def refine_labels(targets, probs, clean_prob):
+    """Label refinement of the labeled set X (DivideMix, Li et al. 2020, Alg. 1 line 15).
+
+    ``y'_i = w_i * y_i + (1 - w_i) * p_i``: the inherited (one-hot) label is
+    blended with the model's prediction by the clean posterior w_i of Eq. 3,
+    so a segment the mixture trusts little leans on the prediction. The
+    result is sharpened afterwards (Eq. 5) as DivideMix does.
+
+    Arguments
+    ---------
+    targets : torch.Tensor
+        One-hot (or soft) labels, shape (N, K).
+    probs : torch.Tensor
+        Predicted probabilities, shape (N, K).
+    clean_prob : torch.Tensor
+        w_i in [0, 1], shape (N,).
+
+    Returns
+    -------
+    torch.Tensor
+        Refined soft labels, shape (N, K), rows summing to 1.
+
+    Example
+    -------
+    >>> y = torch.tensor([[1.0, 0.0]])
+    >>> p = torch.tensor([[0.2, 0.8]])
+    >>> refine_labels(y, p, torch.tensor([0.75]))
+    tensor([[0.8000, 0.2000]])
+    """
+    if targets.shape != probs.shape or clean_prob.shape != targets.shape[:1]:
+        raise DataError(
+            f"refine_labels: targets {tuple(targets.shape)}, probs {tuple(probs.shape)} and "
+            f"clean_prob {tuple(clean_prob.shape)} do not match"
+        )
+    w = clean_prob.to(targets.dtype).clamp(0.0, 1.0).unsqueeze(-1)
+    return w * targets + (1.0 - w) * probs.to(targets.dtype)
+
+
+def co_guess(probs_a, probs_b):
+    """Pseudo-label guess from two predictions of the same samples (input of Eq. 5).
+
+    DivideMix guesses the label of an unlabeled sample as the mean of two
+    networks' predictions (co-guessing), which damps the feedback of a network
+    on its own guesses. With one network we average the prediction of the
+    current step with that of the model at the start of the epoch (the
+    partition pass, eval mode) [ours]; ``(p_a + p_b) / 2``.
+
+    Arguments
+    ---------
+    probs_a, probs_b : torch.Tensor
+        Probabilities, shape (N, K).
+
+    Returns
+    -------
+    torch.Tensor
+        Their mean, shape (N, K).
+
+    Example
+    -------
+    >>> co_guess(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]]))
+    tensor([[0.7500, 0.2500]])
+    """
+    if probs_a.shape != probs_b.shape:
+        raise DataError(f"co_guess: shapes differ: {tuple(probs_a.shape)} vs {tuple(probs_b.shape)}")
+    return 0.5 * (probs_a + probs_b.to(probs_a.dtype))
+
+
+def class_prior_penalty(logits, prior):
+    """Class-balance regulariser: ``sum_k pi_k log(pi_k / mean_i p_ik)`` (Tanaka et al. 2018, Eq. 6).
+
+    The KL divergence from the prior pi to the mean predicted distribution of
+    the batch. Self-training on its own guesses can drift towards predicting
+    one class for every sample (confirmation bias); this term is zero when
+    the batch's mean prediction equals the prior and grows as predictions
+    concentrate on fewer classes. DivideMix adds it with weight 1 and a
+    uniform prior; here pi is the inherited-label prior of the training
+    segments (uniform when the classes are balanced).
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        Shape (B, K).
+    prior : torch.Tensor
+        Class prior pi, shape (K,), positive, summing to 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, >= 0 (0 for an empty batch, still connected to ``logits``).
+
+    Example
+    -------
+    >>> z = torch.log(torch.tensor([[0.9, 0.1], [0.7, 0.3]]))
+    >>> round(float(class_prior_penalty(z, torch.tensor([0.5, 0.5]))), 4)  # 0.5 ln(0.5/0.8) + 0.5 ln(0.5/0.2)
+    0.2231
+    >>> float(class_prior_penalty(torch.zeros(3, 2), torch.tensor([0.5, 0.5])))
+    0.0
+    """
+    if logits.dim() != 2 or prior.shape != logits.shape[1:]:
+        raise DataError(f"class_prior_penalty: logits {tuple(logits.shape)} and prior {tuple(prior.shape)}")
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    prior = prior.to(logits.device, logits.dtype)
+    mean_p = torch.softmax(logits, dim=-1).mean(dim=0)
+    tiny = torch.finfo(mean_p.dtype).tiny
+    keep = prior > 0
+    return (prior[keep] * (torch.log(prior[keep]) - torch.log(mean_p[keep].clamp_min(tiny)))).sum()

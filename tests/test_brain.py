@@ -105,3 +105,112 @@ def test_wrong_sssl_options_name_the_option(key, value):
           "warmup_epochs": 1, key: value}
     with pytest.raises(ConfigError, match=key):
         check_sssl_hparams(hp)
+
+
+def _split_songs(segments, n_valid_songs=6):
+    songs = sorted({s["song_id"] for s in segments})
+    valid = set(songs[-n_valid_songs:])
+    return [s for s in segments if s["song_id"] not in valid], [s for s in segments if s["song_id"] in valid]
+
+
+def test_the_best_validation_checkpoint_serves_the_predictions(noisy, tmp_path):
+    _, segments, _ = noisy
+    train, valid = _split_songs(segments)
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=6, warmup=2, selection_metric="valid_acc")
+    brain = make_brain(hp)
+    valid_ds = datasets(valid)
+    brain.fit(hp["epoch_counter"], datasets(train), valid_ds, train_loader_kwargs=LOADER,
+              valid_loader_kwargs={"batch_size": 32})
+    stats = _rows(tmp_path / "epoch_stats.csv")
+    assert [int(r["epoch"]) for r in stats] == list(range(1, 7))
+    accs = [float(r["valid_acc"]) for r in stats]
+    selection = brain.recover_selected()
+    assert selection["selection_metric"] == "valid_acc"
+    assert selection["selected_value"] == pytest.approx(max(accs), abs=1e-6)
+    assert accs[selection["selected_epoch"] - 1] == pytest.approx(max(accs), abs=1e-6)
+    labels = np.array([s["label"] for s in valid])
+    acc = float((brain.predict_probs(valid_ds).argmax(1) == labels).mean())
+    assert acc == pytest.approx(selection["selected_value"], abs=1e-6)  # the model now is that checkpoint
+
+
+def test_recover_selected_loads_the_best_not_the_last_checkpoint(noisy, tmp_path):
+    _, segments, _ = noisy
+    hp = tiny_hparams(str(tmp_path), method="inherit", epochs=1, warmup=0, selection_metric="valid_acc")
+    brain = make_brain(hp)
+    brain.train_labels = np.array([s["label"] for s in segments])
+    model = hp["model"]
+    weights = {}
+    for epoch, acc in ((1, 0.5), (2, 0.9), (3, 0.6)):  # the best (epoch 2) is neither the first nor the last
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))
+        weights[epoch] = [p.detach().clone() for p in model.parameters()]
+        brain.checkpointer.save_and_keep_only(meta={"epoch": epoch, "valid_acc": acc}, num_to_keep=1,
+                                              **brain._selection_keys({"valid_acc": acc}))
+    selection = brain.recover_selected()
+    assert selection["selected_epoch"] == 2 and selection["selected_value"] == 0.9
+    for p, w in zip(model.parameters(), weights[2]):
+        torch.testing.assert_close(p, w)
+    brain.hparams.selection_metric = "last"
+    assert brain.recover_selected()["selected_epoch"] == 3
+
+
+def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, caplog):
+    _, segments, _ = noisy
+    train, valid = _split_songs(segments)
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=3, warmup=1)
+    with torch.no_grad():  # a model that predicts class 0 for everything
+        last = [m for m in hp["model"].modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias.copy_(torch.tensor([50.0, -50.0]))
+        last.weight.zero_()
+    brain = make_brain(hp)
+    brain.on_fit_start()
+    brain.train_dataset, brain.train_labels = datasets(train), np.array([s["label"] for s in train])
+    brain.train_truth = np.array([s["truth"] for s in train])
+    brain.train_correct = brain.train_truth == brain.train_labels
+    brain.label_share = np.bincount(brain.train_labels, minlength=2) / len(train)
+    with caplog.at_level("WARNING"):
+        brain.compute_partition(epoch=2)
+    row = _rows(tmp_path / "partition.csv")[-1]
+    assert row["train_pred_dist"] == "1.000/0.000" and row["train_collapse"] == "1"
+    assert any("prediction collapse" in r.getMessage() for r in caplog.records)
+    assert brain._collapsed(np.array([0.55, 0.45]), "test") is False
+
+
+def test_new_sssl_options_are_checked_at_start_up():
+    base = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
+            "warmup_epochs": 1}
+    for key, value in (("prior_weight", -1), ("pseudo_labels", "teacher"), ("rdrop_reduction", "sum"),
+                       ("selection_metric", "test_acc"), ("collapse_margin", 2)):
+        with pytest.raises(ConfigError, match=key):
+            check_sssl_hparams({**base, key: value})
+
+
+PAPER_STEP = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step", "rdrop_reduction": "unlabeled"}
+
+
+def _biased_run(folder, segments, **options):
+    """6 SSSL epochs (no warm-up) of a model whose output starts strongly biased to class 0."""
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(folder), method="sssl", epochs=6, warmup=0, seed=0, plot_partition=False, **options)
+    with torch.no_grad():
+        last = [m for m in hp["model"].modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias[0] += 3.0
+        last.bias[1] -= 3.0
+    brain = make_brain(hp)
+    dataset = datasets(segments)
+    brain.fit(hp["epoch_counter"], dataset, None, train_loader_kwargs=LOADER)
+    return float((brain.predict_probs(dataset).argmax(1) == 0).mean())
+
+
+def test_a_model_biased_to_one_class_collapses_with_the_papers_step_not_with_the_prior_penalty(noisy, tmp_path):
+    # The confirmation-bias loop: a model leaning to class 0 gives class 0 low losses, its sharpened
+    # guesses push further. With the paper's step (Eq. 9 alone) it ends predicting class 0 for almost
+    # every segment (balanced labels: 50 %); the class-prior penalty keeps both classes.
+    _, segments, _ = noisy
+    paper = _biased_run(tmp_path / "paper", segments, **PAPER_STEP)
+    guarded = _biased_run(tmp_path / "prior", segments, **{**PAPER_STEP, "prior_weight": 1.0})
+    assert paper > 0.9, paper
+    assert guarded < 0.8, guarded

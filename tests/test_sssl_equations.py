@@ -8,7 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from sssl_brain.errors import ConfigError, DataError
-from sssl_brain.sssl import mixup, normalize_losses, sharpen, soft_cross_entropy, sssl_loss, symmetric_kl
+from sssl_brain.sssl import (
+    class_prior_penalty,
+    co_guess,
+    mixup,
+    normalize_losses,
+    refine_labels,
+    sharpen,
+    soft_cross_entropy,
+    sssl_loss,
+    symmetric_kl,
+)
 
 # ---------------------------------------------------------------- normalize_losses
 
@@ -236,3 +246,63 @@ def test_sssl_loss_hand_values():
     assert float(sssl_loss(torch.tensor(1.5), torch.tensor(2.0), 0.0)) == pytest.approx(1.5)  # Proposed*
     with pytest.raises(ConfigError, match="lambda"):
         sssl_loss(1.0, 1.0, -0.1)
+
+
+# ---------------------------------------------------------------- guards against confirmation bias
+
+
+def test_class_prior_penalty_hand_values():
+    # mean prediction (0.6, 0.3, 0.1) against the prior (0.5, 0.25, 0.25)
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1]])
+    prior = torch.tensor([0.5, 0.25, 0.25])
+    expected = 0.5 * math.log(0.5 / 0.6) + 0.25 * math.log(0.25 / 0.3) + 0.25 * math.log(0.25 / 0.1)
+    out = class_prior_penalty(torch.log(probs), prior)
+    assert out.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_prior_penalty_is_zero_at_the_prior_and_large_when_collapsed():
+    prior = torch.tensor([0.25, 0.75])
+    balanced = torch.log(torch.tensor([[0.5, 0.5], [0.0001, 0.9999]]))  # mean (0.25, 0.75)
+    assert class_prior_penalty(balanced, prior).item() == pytest.approx(0.0, abs=1e-4)
+    collapsed = torch.tensor([[10.0, -10.0]] * 4)  # every prediction is class 0
+    assert class_prior_penalty(collapsed, prior).item() > 5.0
+
+
+def test_class_prior_penalty_gradient_pushes_towards_the_prior():
+    logits = torch.tensor([[3.0, 0.0], [2.0, 0.0]], requires_grad=True)  # leans to class 0
+    class_prior_penalty(logits, torch.tensor([0.5, 0.5])).backward()
+    assert (logits.grad[:, 0] > 0).all() and (logits.grad[:, 1] < 0).all()  # descent lowers class 0
+
+
+def test_class_prior_penalty_empty_and_shape_error():
+    z = torch.zeros(0, 2, requires_grad=True)
+    out = class_prior_penalty(z, torch.tensor([0.5, 0.5]))
+    out.backward()
+    assert out.item() == 0.0
+    with pytest.raises(DataError, match="prior"):
+        class_prior_penalty(torch.zeros(2, 3), torch.tensor([0.5, 0.5]))
+
+
+def test_refine_labels_hand_values_and_limits():
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    p = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])
+    out = refine_labels(y, p, torch.tensor([0.5, 1.0]))
+    torch.testing.assert_close(out, torch.tensor([[0.6, 0.15, 0.25], [0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(refine_labels(y, p, torch.zeros(2)), p)  # w = 0: the prediction
+    torch.testing.assert_close(out.sum(1), torch.ones(2))
+    with pytest.raises(DataError):
+        refine_labels(y, p, torch.zeros(3))
+
+
+def test_co_guess_is_the_mean_of_the_two_guesses():
+    a, b = torch.tensor([[0.9, 0.1]]), torch.tensor([[0.3, 0.7]])
+    torch.testing.assert_close(co_guess(a, b), torch.tensor([[0.6, 0.4]]))
+    with pytest.raises(DataError):
+        co_guess(a, torch.zeros(2, 2))
+
+
+def test_sssl_loss_with_the_prior_term():
+    assert float(sssl_loss(torch.tensor(1.0), torch.tensor(0.5), 1.0, torch.tensor(0.2), 0.0)) == 1.5
+    assert float(sssl_loss(torch.tensor(1.0), torch.tensor(0.5), 1.0, torch.tensor(0.2), 2.0)) == pytest.approx(1.9)
+    with pytest.raises(ConfigError, match="prior"):
+        sssl_loss(1.0, 0.0, 1.0, 0.1, -1.0)
