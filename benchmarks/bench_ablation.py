@@ -22,7 +22,9 @@ the yaml's defaults (model selection on validation, annealed learning rate,
 the class-prior penalty); ``sssl_paper_eq`` is ``sssl`` without the
 class-prior penalty (the paper's Eq. 9 with our training schedule);
 ``sssl_refine``, ``sssl_coguess`` and ``sssl_rdrop_batch`` add one optional
-guard each to ``sssl``.
+guard each to ``sssl``; ``sssl_alpha05`` is ``sssl`` with mixup alpha 0.5
+(DivideMix's value for its real-world-noise data sets); ``features_svm`` is
+the hand-crafted-feature SVM on the same folds.
 
 Usage::
 
@@ -62,7 +64,9 @@ CONFIGS = {
     "sssl_refine": ["--methods=[sssl]", "--refine_labels=True"],
     "sssl_coguess": ["--methods=[sssl]", "--pseudo_labels=co_guess"],
     "sssl_rdrop_batch": ["--methods=[sssl]", "--rdrop_reduction=batch"],
+    "sssl_alpha05": ["--methods=[sssl]", "--mixup_alpha=0.5"],
     "proposed_star": ["--methods=[proposed_star]"],
+    "features_svm": ["--methods=[features_svm]"],
 }
 
 
@@ -94,19 +98,20 @@ def fold_summary(fold_dir, warmup):
     m = metrics["metrics"]
     out = {f"{agg}_{key}": m[agg]["test"][key] for agg in ("svm", "majority", "mean")
            for key in ("accuracy", "macro_f1") if agg in m}
-    out["seg_label"] = m["segment"]["test"]["accuracy"]
+    out["seg_label"] = m.get("segment", {}).get("test", {}).get("accuracy")
     out["seg_truth"] = m.get("segment_truth", {}).get("test", {}).get("accuracy")
-    seg = read_csv_dicts(os.path.join(fold_dir, "segment_predictions.csv"))
-    seg = [r for r in seg if r["split"] == "test"]
-    preds = np.array([int(r["pred"]) for r in seg])
-    out["max_share"] = float(np.bincount(preds).max() / preds.size)
+    seg_file = os.path.join(fold_dir, "segment_predictions.csv")  # none for features_svm
+    seg = [r for r in read_csv_dicts(seg_file) if r["split"] == "test"] if os.path.isfile(seg_file) else []
+    preds = np.array([int(r["pred"]) for r in seg], dtype=int)
+    out["max_share"] = float(np.bincount(preds).max() / preds.size) if preds.size else None
     known = [r for r in seg if r.get("truth", "") not in ("", "-1")]
     out["reference"] = float(np.mean([r["label"] == r["truth"] for r in known])) if known else None
     part = os.path.join(fold_dir, "partition.csv")
     prec = [float(r["clean_precision"]) for r in read_csv_dicts(part)
             if r["clean_precision"] != ""] if os.path.isfile(part) else []
     out["clean_precision"] = float(np.mean(prec)) if prec else None
-    stats = read_csv_dicts(os.path.join(fold_dir, "epoch_stats.csv"))
+    stats_file = os.path.join(fold_dir, "epoch_stats.csv")
+    stats = read_csv_dicts(stats_file) if os.path.isfile(stats_file) else []
     valid = {int(r["epoch"]): float(r["valid_acc"]) for r in stats if r["valid_acc"] != ""}
     out["valid_end_warmup"] = valid.get(warmup)
     after = [v for e, v in valid.items() if e > warmup]
@@ -128,27 +133,27 @@ def summarise(args, names):
     for name in names:
         method = CONFIGS[name][0].split("[")[1].rstrip("]")
         root = os.path.join(args.out, name, method)
-        folds = [os.path.join(root, f"fold_{k}") for k in args.fold_list]
-        folds = [f for f in folds if os.path.isfile(os.path.join(f, "metrics.json"))]
-        if not folds:
+        done = [k for k in args.fold_list if os.path.isfile(os.path.join(root, f"fold_{k}", "metrics.json"))]
+        if not done:
             continue
-        rows = [fold_summary(f, args.warmup) for f in folds]
+        rows = [fold_summary(os.path.join(root, f"fold_{k}"), args.warmup) for k in done]
 
         def col(key, rows=rows):
-            return _mean_std([r[key] for r in rows])
+            return _mean_std([r.get(key) for r in rows])
 
-        shares = "/".join(f"{100 * r['max_share']:.0f}" for r in rows)
+        shares = "/".join(f"{100 * r['max_share']:.0f}" for r in rows if r["max_share"] is not None)
         valid = "; ".join(f"{100 * r['valid_end_warmup']:.1f} -> {100 * r['valid_min_after']:.1f}"
                           if r["valid_end_warmup"] is not None and r["valid_min_after"] is not None else "-"
                           for r in rows)
-        selected = "/".join(str(r["selected_epoch"]) for r in rows)
+        selected = "/".join(str(r["selected_epoch"]) for r in rows if r["selected_epoch"] is not None)
         lines.append(f"| {name} | {len(rows)} | {col('svm_accuracy')} | {col('svm_macro_f1')} | "
                      f"{col('majority_accuracy')} | {col('mean_accuracy')} | {col('seg_label')} | "
                      f"{col('seg_truth')} | {col('reference')} | {shares} | {col('clean_precision')} | "
                      f"{valid} | {selected} |")
-        for k, r in zip(args.fold_list, rows):
-            curve = " ".join(f"{100 * v:.1f}" for v in r["valid_by_epoch"])
-            curves.append(f"| {name} | {k} | {curve} |")
+        for k, r in zip(done, rows):
+            if r["valid_by_epoch"]:
+                curve = " ".join(f"{100 * v:.1f}" for v in r["valid_by_epoch"])
+                curves.append(f"| {name} | {k} | {curve} |")
     lines += ["", "Validation accuracy (segments of the validation songs, inherited labels) per epoch", "",
               "| config | fold | valid acc % per epoch |", "|---|---|---|"] + curves
     plot_curves(args, names)

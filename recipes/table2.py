@@ -49,7 +49,8 @@ def table2(rows, title):
                 f"{float(r['acc_mean']):.2f} ± {float(r['acc_std']):.2f}",
                 f"{float(r['macro_f1_mean']):.2f} ± {float(r['macro_f1_std']):.2f}"]
         lines.append(f"| {dur} s | " + " | ".join(cells) + " |")
-    lines += ["", "Song level, SVM over Eq. 10 features; mean ± std over folds; F1 = macro-F1."]
+    lines += ["", "Song level, SVM over Eq. 10 features (features_svm: over hand-crafted song features); "
+              "mean ± std over folds; F1 = macro-F1."]
     return "\n".join(lines) + "\n"
 
 

@@ -21,8 +21,62 @@ def _check_file(path):
         raise AudioError(f"{path}: audio file is empty (0 bytes)")
 
 
+#: Formats whose header sample count can differ from what decoding gives (libsndfile's MP3 and
+#: Ogg readers estimate it): their samples are counted by decoding, as :func:`load_audio` reads them.
+DECODE_TO_COUNT = ("MP3", "OGG")
+
+
+def audio_samples(path):
+    """Number of samples :func:`load_audio` reads from a file (before resampling) and its rate.
+
+    WAV, FLAC and the like give the count of their header. For MP3 and Ogg
+    the header count is an estimate that can be off by a tenth of a second
+    (265 of the 900 MP3s of the 4Q dataset: up to 0.5 s longer than their
+    audio), so the file is decoded exactly as :func:`load_audio` decodes it
+    and the samples are counted.
+
+    Arguments
+    ---------
+    path : str
+        Audio file.
+
+    Returns
+    -------
+    n_samples, sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or holds no samples.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, np.zeros(33075, dtype=np.float32), 22050)
+    >>> audio_samples(path)
+    (33075, 22050)
+    """
+    path = os.fspath(path)
+    _check_file(path)
+    try:
+        with sf.SoundFile(path) as f:
+            n_samples, rate = f.frames, f.samplerate
+            if n_samples > 0 and rate > 0 and f.format in DECODE_TO_COUNT:
+                # what load_audio's f.read(frames=-1) returns; int16 keeps the buffer small
+                n_samples = f.read(frames=-1, dtype="int16", always_2d=True).shape[0]
+    except Exception as err:  # libsndfile raises several types
+        raise AudioError(f"{path}: cannot read audio ({err})") from None
+    if n_samples <= 0 or rate <= 0:
+        raise AudioError(f"{path}: audio file holds no samples")
+    return int(n_samples), int(rate)
+
+
 def audio_duration(path):
-    """Duration of an audio file in seconds, read from its header.
+    """Duration of an audio file in seconds: the samples :func:`load_audio` reads over the rate.
+
+    See :func:`audio_samples` (MP3 and Ogg files are decoded to count their
+    samples; other formats give the count of their header).
 
     Arguments
     ---------
@@ -46,15 +100,8 @@ def audio_duration(path):
     >>> audio_duration(path)
     1.5
     """
-    path = os.fspath(path)
-    _check_file(path)
-    try:
-        info = sf.info(path)
-    except Exception as err:  # libsndfile raises several types
-        raise AudioError(f"{path}: cannot read audio ({err})") from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"{path}: audio file holds no samples")
-    return info.frames / info.samplerate
+    n_samples, rate = audio_samples(path)
+    return n_samples / rate
 
 
 def load_audio(path, sample_rate=22050, start=None, stop=None):

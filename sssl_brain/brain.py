@@ -80,7 +80,8 @@ def check_sssl_hparams(hparams):
         raise ConfigError(f"warmup_epochs={hparams['warmup_epochs']!r}: must be >= 0")
     if float(hparams.get("prior_weight", 0.0)) < 0:
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
-    choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES, "step"), ("rdrop_reduction", RDROP_REDUCTIONS, "unlabeled"),
+    choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES, "step"),
+               ("rdrop_reduction", RDROP_REDUCTIONS, "unlabeled"),
                ("selection_metric", tuple(SELECTION_METRICS), "last"))
     for key, allowed, default in choices:
         if hparams.get(key, default) not in allowed:
@@ -328,7 +329,9 @@ class SSSLBrain(sb.Brain):
         mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(self.device)]
         l_mix = soft_cross_entropy(logits.float(), mixed_targets)
         prior_weight = float(self._option("prior_weight", 0.0))
-        l_prior = class_prior_penalty(logits.float(), self.class_prior) if prior_weight > 0 else logits.new_zeros(())
+        l_prior = logits.new_zeros(())
+        if prior_weight > 0:
+            l_prior = class_prior_penalty(logits.float(), self.class_prior)
         loss = sssl_loss(l_mix, l_kl, lam, l_prior, prior_weight)
         return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()),
                       "l_prior": float(l_prior.detach()), "n_u": n_u}
@@ -484,9 +487,9 @@ class SSSLBrain(sb.Brain):
         excess = np.asarray(dist) - self.label_share
         k = int(np.argmax(excess))
         if excess[k] > margin:
-            logger.warning("prediction collapse (%s): %.1f %% of the predictions are class %d, whose share of "
-                           "the inherited labels is %.1f %% (collapse_margin %.2f)", where, 100 * dist[k], k,
-                           100 * self.label_share[k], margin)
+            logger.warning("prediction collapse (%s): %.1f %% of the predictions are class %d, "
+                           "whose share of the inherited labels is %.1f %% (collapse_margin %.2f)",
+                           where, 100 * dist[k], k, 100 * self.label_share[k], margin)
             return True
         return False
 
@@ -532,7 +535,8 @@ class SSSLBrain(sb.Brain):
         row = {"epoch": epoch, "method": self.method, "sssl": int(self.uses_partition(epoch)),
                "lr": _fmt(getattr(self, "epoch_lr", None)), "train_loss": _fmt(self.train_loss),
                "train_pred_dist": "" if train_dist is None else format_distribution(train_dist),
-               "valid_loss": _fmt(valid_stats.get("loss")), "valid_acc": _fmt(valid_stats.get("acc_inherited")),
+               "valid_loss": _fmt(valid_stats.get("loss")),
+               "valid_acc": _fmt(valid_stats.get("acc_inherited")),
                "valid_acc_truth": _fmt(valid_stats.get("acc_truth")),
                "valid_song_acc": _fmt(valid_stats.get("song_acc")),
                "valid_pred_dist": format_distribution(self.valid_pred_dist) if valid_stats else "",
@@ -540,7 +544,8 @@ class SSSLBrain(sb.Brain):
         self.state.epoch_stats = [r for r in self.state.epoch_stats if int(r["epoch"]) < epoch] + [row]
         if valid_stats:
             logger.info("epoch %d: valid acc %.4f, predicted class shares %s (label shares %s)", epoch,
-                        valid_stats["acc_inherited"], row["valid_pred_dist"], format_distribution(self.label_share if self.label_share is not None else []))
+                        valid_stats["acc_inherited"], row["valid_pred_dist"],
+                        format_distribution(self.label_share if self.label_share is not None else []))
         folder = getattr(self.hparams, "output_folder", None)
         if folder and if_main_process():
             atomic_write_csv(os.path.join(folder, "epoch_stats.csv"), self.state.epoch_stats, EPOCH_COLUMNS)
@@ -557,7 +562,8 @@ class SSSLBrain(sb.Brain):
             epoch_info = {"epoch": epoch, "method": self.method, "sssl": self.uses_partition(epoch)}
             if getattr(self, "epoch_lr", None) is not None:
                 epoch_info["lr"] = self.epoch_lr
-            self.hparams.train_logger.log_stats(epoch_info, train_stats=train_stats, valid_stats=valid_stats or None)
+            self.hparams.train_logger.log_stats(epoch_info, train_stats=train_stats,
+                                                valid_stats=valid_stats or None)
         if self.checkpointer is not None:
             meta = {"epoch": epoch, **valid_stats}
             if valid_stats:
@@ -600,7 +606,8 @@ class SSSLBrain(sb.Brain):
             return out
         self.checkpointer.load_checkpoint(ckpt)
         value = ckpt.meta.get(metric)
-        out.update(selected_epoch=ckpt.meta.get("epoch"), selected_value=None if value is None else float(value))
+        out.update(selected_epoch=ckpt.meta.get("epoch"),
+                   selected_value=None if value is None else float(value))
         logger.info("selected checkpoint %s (epoch %s, %s = %s)", os.path.basename(str(ckpt.path)),
                     out["selected_epoch"], out["selection_metric"], out["selected_value"])
         return out
@@ -619,7 +626,7 @@ class SSSLBrain(sb.Brain):
         was_training = self.modules.training
         self.modules.eval()
         try:
-            with torch.no_grad(), self.evaluation_ctx:
+            with torch.inference_mode(), self.evaluation_ctx:
                 for batch in loader:
                     yield batch, self.modules.model(batch.feats.data.to(self.device)).float()
         finally:

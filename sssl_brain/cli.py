@@ -7,11 +7,14 @@ Usage::
 
 ``PATH`` is an audio file or a folder (searched recursively for files with
 the extensions of :data:`AUDIO_EXTENSIONS`). Without ``--json``/``--csv`` to
-standard output, a table (file, label, class probabilities, segments) is
-printed. ``--json`` and ``--csv`` write to a file, or to standard output when
-given no file (or ``-``). ``--plot out.png`` draws the class probabilities of
-each segment over time (the paper's Figure 2) with the song's decision in the
-title; with several files, one PNG per file named ``out_<file stem>.png``.
+standard output, a table (file, label, majority, mean, class probabilities,
+segments) is printed: ``label`` is the SVM's decision, ``majority`` and
+``mean`` those of the majority vote and of the mean segment probability (the
+JSON and the CSV carry the same three decisions). ``--json`` and ``--csv``
+write to a file, or to standard output when given no file (or ``-``).
+``--plot out.png`` draws the class probabilities of each segment over time
+(the paper's Figure 2) with the song's decisions in the title; with several
+files, one PNG per file named ``out_<file stem>.png``.
 
 A file that cannot be classified (unreadable, too short) is reported on
 standard error and skipped; the exit status is then 1. A model folder that
@@ -160,22 +163,29 @@ def _csv_text(rows, columns):
 
 
 def format_table(results, class_names):
-    """The terminal table: file, label, probability per class (SVM), number of segments.
+    """The terminal table: file, label (SVM), majority and mean decisions, SVM probabilities, segments.
+
+    ``label`` is the song's decision (the SVM over the Eq. 10 statistics);
+    ``majority`` (majority vote of the segment decisions) and ``mean``
+    (argmax of the mean segment probability) are the two baselines, as in
+    the plot's title; ``p_<class>`` are the SVM's probabilities.
 
     Example
     -------
     >>> import numpy as np
     >>> from sssl_brain.inference import SongResult
-    >>> r = SongResult("a.wav", "high", 1, np.array([0.25, 0.75]), ["low", "high"], {},
+    >>> agg = {"majority": {"label": "low"}, "mean": {"label": "high"}}
+    >>> r = SongResult("a.wav", "high", 1, np.array([0.25, 0.75]), ["low", "high"], agg,
     ...                np.zeros(3), np.ones(3), np.zeros((3, 2)), 3.0)
     >>> print(format_table([r], ["low", "high"]))
-    file   label  p_low  p_high  segments
-    a.wav  high   0.250   0.750         3
+    file   label  majority  mean  p_low  p_high  segments
+    a.wav  high   low       high  0.250   0.750         3
     """
-    header = ["file", "label"] + [f"p_{c}" for c in class_names] + ["segments"]
-    body = [[r.path, r.label] + [f"{p:.3f}" for p in r.probs] + [str(r.n_segments)] for r in results]
+    header = ["file", "label", "majority", "mean"] + [f"p_{c}" for c in class_names] + ["segments"]
+    body = [[r.path, r.label, r.aggregations["majority"]["label"], r.aggregations["mean"]["label"]]
+            + [f"{p:.3f}" for p in r.probs] + [str(r.n_segments)] for r in results]
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-    right = set(range(2, len(header)))
+    right = set(range(4, len(header)))
 
     def fmt(row):
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]

@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .errors import ConfigError, DataError
 from .labels import CLASS_NAMES, song_class
-from .segments import frames_per_segment, segment_starts, start_frame
+from .segments import frames_per_segment, song_segment_starts, start_frame
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ def build_segments(songs, n_frames_of, target, seg_dur, feature_config, overlap=
     feature_config : FeatureConfig
         Gives sample rate and hop length (frames per second).
     overlap, max_duration : float, optional
-        See :func:`sssl_brain.segments.segment_starts`.
+        See :func:`sssl_brain.segments.segment_starts`. A song's segments
+        are those of :func:`sssl_brain.segments.song_segment_starts` (the
+        rule the prepare step's summary uses too).
     valence_threshold, arousal_threshold : float
         Thresholds of the binary labels.
     truth : dict, optional
@@ -103,9 +105,9 @@ def build_segments(songs, n_frames_of, target, seg_dur, feature_config, overlap=
     for song in songs:
         label = song_class(song, target, valence_threshold, arousal_threshold)
         n_song_frames = n_frames_of[song["path"]]
-        duration = (n_song_frames - 1) * hop / sr
-        starts = segment_starts(min(duration, float(song["duration"])), seg_dur, overlap, max_duration)
-        if not starts or n_song_frames < n_seg_frames:
+        starts = song_segment_starts(n_song_frames, seg_dur, sr, hop, overlap, max_duration,
+                                     duration=float(song["duration"]))
+        if not starts:
             too_short.append(song["song_id"])
             continue
         song_truth = (truth or {}).get(song["song_id"])

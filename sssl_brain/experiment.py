@@ -7,6 +7,7 @@ exists is finished and not retrained, an unfinished fold resumes from its
 last checkpoint.
 """
 
+import dataclasses
 import logging
 import os
 import re
@@ -23,15 +24,20 @@ from .brain import METHODS, SSSLBrain, check_sssl_hparams
 from .data import build_segments, make_folds, segment_dataset
 from .errors import ConfigError, DataError, SSSLError
 from .features import FeatureCache, FeatureConfig
+from .handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
 from .io_utils import atomic_write_csv, atomic_write_json
 from .labels import CLASS_NAMES, check_target
 from .model_io import save_song_classifier
 from .results import collect_results, plot_confusion_matrix, write_fold_metrics, write_results
 from .segments import segment_hop
-from .song_level import song_level_predictions, write_song_predictions
+from .song_level import song_level_predictions, svm_song_predictions, write_song_predictions
 from .songs import read_segment_truth, read_songs_table
 
 logger = logging.getLogger(__name__)
+
+#: Song-level methods that train no segment classifier (beside the brain's METHODS): run by
+#: :func:`run_features_svm_fold` instead of :func:`run_fold`, on the same folds.
+SONG_METHODS = ("features_svm",)
 
 
 def parse_overrides(overrides):
@@ -69,8 +75,10 @@ def check_experiment_hparams(hp):
     segment_hop(seg_dur, hp["seg_overlap"])
     check_sssl_hparams(hp)
     for method in hp["methods"]:
-        if method not in METHODS:
-            raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS)}")
+        if method not in METHODS + SONG_METHODS:
+            raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS + SONG_METHODS)}")
+    if any(method in SONG_METHODS for method in hp["methods"]):
+        HandcraftedConfig.from_hparams(hp)  # a bad hc_* value stops here, naming the option
     if int(hp["n_folds"]) < 2:
         raise ConfigError(f"n_folds={hp['n_folds']}: need at least 2")
     folds = hp["folds"]
@@ -208,6 +216,16 @@ def run_fold(hp, run_opts, exp):
     return write_fold_outputs(hp, exp, fold, every, probs, selection=selection)
 
 
+def write_confusion_matrix(folder, song_rows, class_names):
+    """``confusion_matrix.png`` of the SVM's decisions on the fold's test songs (nothing without any)."""
+    test = [r for r in song_rows if r["split"] == "test" and r["aggregator"] == "svm"]
+    if test:
+        cm = np.zeros((len(class_names),) * 2, dtype=int)
+        for r in test:
+            cm[r["label"], r["pred"]] += 1
+        plot_confusion_matrix(cm, class_names, os.path.join(folder, "confusion_matrix.png"))
+
+
 def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
     """Writes segment_predictions.csv, song_predictions.csv, a confusion matrix and metrics.json (last)."""
     folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
@@ -230,17 +248,44 @@ def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
         C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
     write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, names)
     save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
-    test = [r for r in out.rows if r["split"] == "test" and r["aggregator"] == "svm"]
-    if test:
-        cm = np.zeros((len(names), len(names)), dtype=int)
-        for r in test:
-            cm[r["label"], r["pred"]] += 1
-        plot_confusion_matrix(cm, names, os.path.join(folder, "confusion_matrix.png"))
+    write_confusion_matrix(folder, out.rows, names)
     extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
              "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
                             for k, v in out.params.items()}}
     extra.update(selection or {})
     return write_fold_metrics(folder, out.rows, seg_rows, extra=extra)
+
+
+def run_features_svm_fold(hp, exp):
+    """The ``features_svm`` baseline on one fold: hand-crafted song features, StandardScaler + stage 2's SVM.
+
+    Same folds as the other methods (``exp.folds``); the song classifier
+    (:func:`sssl_brain.song_level.svm_song_predictions`: the stage 2 grid
+    search, StandardScaler, calibrated SVM) is fitted on the fold's training
+    songs only, as stage 2 is. Writes ``fold_config.json``,
+    ``song_predictions.csv`` (aggregator ``svm``), ``song_classifier.skops``,
+    ``confusion_matrix.png`` and ``metrics.json`` (last). Songs too short for
+    a feature are left out, logged with their names and counted in
+    ``metrics.json`` (``handcrafted_skipped``).
+    """
+    fold, folder, split_of = int(hp["fold"]), hp["output_folder"], exp.folds[int(hp["fold"])]
+    config = HandcraftedConfig.from_hparams(hp)
+    atomic_write_json(os.path.join(folder, "fold_config.json"),
+                      {**fold_config(hp, exp), "handcrafted": dataclasses.asdict(config)})
+    cache = HandcraftedCache(hp.get("hc_cache") or os.path.join(hp["prepare_folder"], "handcrafted"), config)
+    vectors, skipped = song_vectors(cache, [s for s in exp.songs if s["song_id"] in split_of], split_of,
+                                    n_jobs=int(hp["feature_jobs"]), what=f"features_svm fold {fold}")
+    out = svm_song_predictions(vectors, split_of, exp.song_label, exp.class_names,
+                               grid_search=bool(hp["svm_grid_search"]), seed=int(hp["seed"]),
+                               C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
+    write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, exp.class_names)
+    save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
+    write_confusion_matrix(folder, out.rows, exp.class_names)
+    extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
+             "n_features": cache.n_features, "handcrafted_skipped": {"count": len(skipped), "items": skipped},
+             "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
+                            for k, v in out.params.items()}}
+    return write_fold_metrics(folder, out.rows, extra=extra)
 
 
 def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_threshold=0.5,
@@ -284,7 +329,11 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
                 logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
                 continue
             logger.info("%s fold %d: training in %s", method, fold, fold_hp["output_folder"])
-            run_fold(fold_hp, run_opts, exp)
+            if method in SONG_METHODS:
+                if if_main_process():
+                    run_features_svm_fold(fold_hp, exp)
+            else:
+                run_fold(fold_hp, run_opts, exp)
             if torch.distributed.is_initialized():
                 torch.distributed.barrier()
     if not if_main_process():

@@ -38,7 +38,7 @@ from .audio import audio_duration, load_audio
 from .errors import AudioError, DataError, ModelFolderError
 from .export import HPARAMS_FILE, build_model, feature_config, load_model_folder
 from .features import log_mel
-from .segments import frames_per_segment, segment_starts, start_frame
+from .segments import frames_per_segment, song_segment_starts, start_frame
 from .song_level import majority_vote, mean_probability, predict_song_proba, song_features
 
 
@@ -56,10 +56,10 @@ def _device_of(run_opts):
 def segment_layout(n_frames, duration, seg_dur, sample_rate, hop_length, overlap=None, max_duration=None):
     """Segments of a song as training cuts them: start/end times and first frames.
 
-    Mirrors :func:`sssl_brain.data.build_segments`: the usable duration is
+    The same rule as :func:`sssl_brain.data.build_segments`
+    (:func:`~sssl_brain.segments.song_segment_starts`): the usable duration is
     the shorter of the file's duration and what its frames cover, segments
-    start every hop (:func:`~sssl_brain.segments.segment_starts`) and each
-    is a slice of ``frames_per_segment`` frames.
+    start every hop and each is a slice of ``frames_per_segment`` frames.
 
     Arguments
     ---------
@@ -92,10 +92,8 @@ def segment_layout(n_frames, duration, seg_dur, sample_rate, hop_length, overlap
     0
     """
     n_seg = frames_per_segment(seg_dur, sample_rate, hop_length)
-    usable = min((n_frames - 1) * hop_length / sample_rate, duration)
-    starts = segment_starts(usable, seg_dur, overlap, max_duration)
-    if not starts or n_frames < n_seg:
-        starts = []
+    starts = song_segment_starts(n_frames, seg_dur, sample_rate, hop_length, overlap, max_duration,
+                                 duration=duration)
     firsts = [start_frame(s, sample_rate, hop_length, n_frames, n_seg) for s in starts]
     starts = np.asarray(starts, dtype=np.float64)
     return starts, np.round(starts + seg_dur, 6), np.asarray(firsts, dtype=np.int64), n_seg
@@ -146,7 +144,12 @@ class SongResult:
         return int(self.segment_probs.shape[0])
 
     def to_dict(self, segments=True):
-        """Plain types for JSON: file, label, probabilities per class, aggregations, segments."""
+        """Plain types for JSON: file, label (SVM), majority and mean decisions, probabilities, segments.
+
+        ``label`` is the SVM's decision, ``majority`` and ``mean`` those of the
+        majority vote and of the mean segment probability (as in the plot's
+        title); ``aggregations`` holds each one's index and probabilities.
+        """
         names = list(self.class_names)
 
         def per_class(p):
@@ -155,6 +158,8 @@ class SongResult:
         out = {
             "file": self.path,
             "label": self.label,
+            "majority": self.aggregations["majority"]["label"],
+            "mean": self.aggregations["mean"]["label"],
             "index": int(self.index),
             "probs": per_class(self.probs),
             "aggregations": {

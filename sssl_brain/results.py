@@ -296,7 +296,8 @@ def results_markdown(rows, title="Results"):
         "",
         "Test split of each fold; mean ± sample standard deviation (ddof=1) over folds. "
         "F1 is the macro-averaged F1; the weighted F1 is in results.csv. "
-        "Aggregators: svm = Eq. 10 features + SVM; majority = majority vote of segment decisions; "
+        "Aggregators: svm = Eq. 10 features + SVM (for the features_svm baseline: hand-crafted song "
+        "features + SVM); majority = majority vote of segment decisions; "
         "mean = mean segment probability; segment = segment accuracy against the inherited song label; "
         "segment_truth = segment accuracy against the segment truth.",
         "",

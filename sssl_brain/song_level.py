@@ -430,6 +430,97 @@ class SongLevelOutput(NamedTuple):
     params: dict
 
 
+def _check_song_labels(song_ids, split_by_song, label_by_song, n_classes):
+    """Labels (int) and splits (str) of the songs, checked: each song has a split and a class index."""
+    labels, splits = {}, {}
+    for sid in song_ids:
+        if sid not in split_by_song:
+            raise DataError(f"song {sid!r}: no split given")
+        if sid not in label_by_song:
+            raise DataError(f"song {sid!r}: no label given")
+        label = label_by_song[sid]
+        if not (isinstance(label, (int, np.integer)) and 0 <= label < n_classes):
+            raise DataError(f"song {sid!r}: label={label!r} is not a class index in 0..{n_classes - 1}")
+        labels[sid], splits[sid] = int(label), str(split_by_song[sid])
+    return labels, splits
+
+
+def _song_row(sid, split, label, aggregator, pred, p, class_names):
+    out = {"song_id": sid, "split": split, "aggregator": aggregator, "label": label, "pred": int(pred)}
+    out.update({f"p_{c}": float(v) for c, v in zip(class_names, p)})
+    return out
+
+
+def svm_song_predictions(
+    features_by_song,
+    split_by_song,
+    label_by_song,
+    class_names,
+    grid_search=False,
+    seed=0,
+    train_splits=("train",),
+    **svm_kwargs,
+):
+    """Song predictions of the song classifier (StandardScaler + SVM) over given song features.
+
+    The classifier (:func:`fit_song_classifier`, with the grid search when
+    ``grid_search``) is trained on the songs whose split is in
+    ``train_splits`` (default: ``train`` only; never the test songs) and
+    predicts every song. Stage 2 calls it with the Eq. 10 features of the
+    segment probabilities (:func:`song_level_predictions`); the
+    ``features_svm`` baseline with hand-crafted features
+    (:mod:`sssl_brain.handcrafted`).
+
+    Arguments
+    ---------
+    features_by_song : dict
+        song_id -> feature vector ``(D,)`` (the same D for every song).
+    split_by_song, label_by_song, class_names, grid_search, seed, train_splits, **svm_kwargs
+        See :func:`song_level_predictions`.
+
+    Returns
+    -------
+    SongLevelOutput
+        ``rows``: one per song (aggregator ``svm``), in the order of
+        ``features_by_song``; ``classifier``; ``params`` (its C/gamma).
+
+    Example
+    -------
+    >>> feats = {f"s{i}": [float(i % 2) + 0.01 * i] for i in range(12)}
+    >>> split = {s: ("test" if s in ("s0", "s1") else "train") for s in feats}
+    >>> out = svm_song_predictions(feats, split, {f"s{i}": i % 2 for i in range(12)}, ["low", "high"])
+    >>> [(r["song_id"], r["aggregator"], r["pred"]) for r in out.rows if r["split"] == "test"]
+    [('s0', 'svm', 0), ('s1', 'svm', 1)]
+    """
+    n_classes = len(class_names)
+    if n_classes < 2:
+        raise ConfigError(f"class_names={class_names!r}: need at least 2 classes")
+    song_ids = list(features_by_song)
+    if not song_ids:
+        raise DataError("song level: no songs")
+    labels, splits = _check_song_labels(song_ids, split_by_song, label_by_song, n_classes)
+    rows = []
+    for sid in song_ids:
+        x = np.asarray(features_by_song[sid], dtype=np.float64)
+        if x.ndim != 1 or (rows and x.shape != rows[0].shape):
+            raise DataError(f"song {sid!r}: feature vector of shape {x.shape}, expected "
+                            f"{rows[0].shape if rows else '(D,)'}")
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"song {sid!r}: feature vector holds non-finite values")
+        rows.append(x)
+    features = np.stack(rows)
+    train = [i for i, sid in enumerate(song_ids) if splits[sid] in train_splits]
+    if not train:
+        raise DataError(f"song level: no song in the training split(s) {list(train_splits)}")
+    y_train = np.array([labels[song_ids[i]] for i in train])
+    clf = fit_song_classifier(features[train], y_train, grid_search=grid_search, seed=seed, **svm_kwargs)
+    svm_pred = clf.predict(features)
+    svm_proba = predict_song_proba(clf, features, n_classes)
+    out = [_song_row(sid, splits[sid], labels[sid], "svm", svm_pred[i], svm_proba[i], class_names)
+           for i, sid in enumerate(song_ids)]
+    return SongLevelOutput(out, clf, dict(clf.best_params_))
+
+
 def song_level_predictions(
     probs_by_song,
     split_by_song,
@@ -444,8 +535,8 @@ def song_level_predictions(
     """Song predictions of the SVM (Eq. 10 features) and of the two baselines.
 
     The SVM is trained on the songs whose split is in ``train_splits``
-    (default: ``train`` only; never the test songs) and predicts every song.
-    The baselines need no training.
+    (default: ``train`` only; never the test songs) and predicts every song
+    (:func:`svm_song_predictions`). The baselines need no training.
 
     Arguments
     ---------
@@ -499,41 +590,22 @@ def song_level_predictions(
     song_ids = list(probs_by_song)
     if not song_ids:
         raise DataError("song level: no songs")
-    probs, labels, splits = {}, {}, {}
+    probs = {}
     for sid in song_ids:
         P = _check_probs(probs_by_song[sid], name=f"song {sid!r}")
         if P.shape[1] != n_classes:
             raise DataError(f"song {sid!r}: {P.shape[1]} probability columns but {n_classes} classes")
-        if sid not in split_by_song:
-            raise DataError(f"song {sid!r}: no split given")
-        if sid not in label_by_song:
-            raise DataError(f"song {sid!r}: no label given")
-        label = label_by_song[sid]
-        if not (isinstance(label, (int, np.integer)) and 0 <= label < n_classes):
-            raise DataError(f"song {sid!r}: label={label!r} is not a class index in 0..{n_classes - 1}")
-        probs[sid], labels[sid], splits[sid] = P, int(label), str(split_by_song[sid])
-
-    features = np.stack([song_features(probs[sid], theta=theta) for sid in song_ids])
-    train = [i for i, sid in enumerate(song_ids) if splits[sid] in train_splits]
-    if not train:
-        raise DataError(f"song level: no song in the training split(s) {list(train_splits)}")
-    y_train = np.array([labels[song_ids[i]] for i in train])
-    clf = fit_song_classifier(features[train], y_train, grid_search=grid_search, seed=seed, **svm_kwargs)
-    svm_pred = clf.predict(features)
-    svm_proba = predict_song_proba(clf, features, n_classes)
-
-    def row(sid, aggregator, pred, p):
-        out = {"song_id": sid, "split": splits[sid], "aggregator": aggregator,
-               "label": labels[sid], "pred": int(pred)}
-        out.update({f"p_{c}": float(v) for c, v in zip(class_names, p)})
-        return out
-
-    rows = [row(sid, "svm", svm_pred[i], svm_proba[i]) for i, sid in enumerate(song_ids)]
+        probs[sid] = P
+    labels, splits = _check_song_labels(song_ids, split_by_song, label_by_song, n_classes)
+    features = {sid: song_features(probs[sid], theta=theta) for sid in song_ids}
+    out = svm_song_predictions(features, splits, labels, class_names, grid_search=grid_search, seed=seed,
+                               train_splits=train_splits, **svm_kwargs)
+    rows = list(out.rows)
     for name, aggregate in (("majority", majority_vote), ("mean", mean_probability)):
         for sid in song_ids:
             pred, p = aggregate(probs[sid])
-            rows.append(row(sid, name, pred, p))
-    return SongLevelOutput(rows, clf, dict(clf.best_params_))
+            rows.append(_song_row(sid, splits[sid], labels[sid], name, pred, p, class_names))
+    return SongLevelOutput(rows, out.classifier, out.params)
 
 
 def write_song_predictions(path, rows, class_names):

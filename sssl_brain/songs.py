@@ -23,8 +23,10 @@ for every dataset (:func:`prepare_songs_table`):
    - ``unannotated_audio``: an audio file no annotation row points to
      (PMEmo2019 has 27 of them: 794 clips, 767 annotated);
    - ``unreadable_audio``: an annotated audio file that cannot be read or is
-     empty (:func:`sssl_brain.audio.audio_duration` raises ``AudioError``).
-3. The duration of every song is read from its audio file.
+     empty (:func:`sssl_brain.audio.audio_samples` raises ``AudioError``).
+3. The duration of every song is read from its audio file: its decoded
+   sample count over its rate (MP3s are decoded to count their samples, see
+   :func:`sssl_brain.audio.audio_samples`), written at full precision.
 4. ``save_folder/songs.csv`` (``SONG_COLUMNS``), ``prepare_report.json`` and
    ``prepare_options.json`` are written atomically, and a summary like Table 1
    of the paper (segments per segment duration, songs too short for one
@@ -46,11 +48,11 @@ import sys
 
 from tqdm import tqdm
 
-from .audio import audio_duration
+from .audio import audio_samples
 from .errors import AudioError, ConfigError, DataError, SSSLError
 from .io_utils import atomic_write_csv, atomic_write_json
 from .labels import CLASS_NAMES, QUADRANT_OF
-from .segments import segment_hop, segment_starts
+from .segments import n_feature_frames, n_feature_frames_of_duration, segment_hop, song_segment_starts
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,11 @@ REPORT_FILE = "prepare_report.json"
 OPTIONS_FILE = "prepare_options.json"
 SKIP_KINDS = ("missing_audio", "unannotated_audio", "unreadable_audio")
 # Bump when the content of songs.csv changes for the same data, so old tables are rebuilt.
-TABLE_FORMAT = 1
+# 2: durations are decoded sample counts over the rate, at full precision (1: MP3 header estimates).
+TABLE_FORMAT = 2
+# Feature settings the prepare step's segment summary assumes (the yaml's and FeatureConfig's defaults).
+SUMMARY_SAMPLE_RATE = 22050
+SUMMARY_HOP_LENGTH = 512
 _LIST_LIMIT = 10
 
 
@@ -257,7 +263,9 @@ def pair_audio(songs, audio_files=None, desc="reading audio durations"):
     Returns
     -------
     rows : list of dict
-        Rows of the songs table (``SONG_COLUMNS``; ``duration`` float).
+        Rows of the songs table (``SONG_COLUMNS``; ``duration`` float) plus
+        ``n_samples`` and ``native_rate`` (the decoded sample count and the
+        file's rate, used by :func:`segment_summary`; not written to the table).
     skipped : dict
         ``{kind: [item, ...]}`` for each kind of ``SKIP_KINDS``; an item is a
         dict naming the row (``source``, ``song_id``) and/or the ``path``.
@@ -273,14 +281,14 @@ def pair_audio(songs, audio_files=None, desc="reading audio durations"):
                            path)
             continue
         try:
-            duration = audio_duration(path)
+            n_samples, native_rate = audio_samples(path)
         except AudioError as err:
             skipped["unreadable_audio"].append(
                 {"source": song["source"], "song_id": song["song_id"], "path": path, "error": str(err)})
             logger.warning("%s: song %r skipped: %s", song["source"], song["song_id"], err)
             continue
         rows.append({**{k: song[k] for k in ("song_id", "path", "valence", "arousal", "quadrant")},
-                     "duration": duration})
+                     "duration": n_samples / native_rate, "n_samples": n_samples, "native_rate": native_rate})
     if audio_files is not None:
         annotated = {os.path.normcase(s["path"]) for s in songs}
         unannotated = sorted({os.path.abspath(p) for p in audio_files
@@ -300,18 +308,47 @@ def _describe(kind, item):
     return f"{item['source']}: {item['error']}"
 
 
-def segment_summary(songs, seg_durs=SUMMARY_DURATIONS, overlap=None, max_duration=None):
+def song_feature_frames(song, sample_rate=SUMMARY_SAMPLE_RATE, hop_length=SUMMARY_HOP_LENGTH):
+    """Feature frames a song will have, predicted before any feature exists.
+
+    From ``n_samples`` and ``native_rate`` where the row has them (exactly
+    what the feature extractor gives: librosa's resampled length, then
+    centred frames, :func:`sssl_brain.segments.n_feature_frames`), else from
+    ``duration`` (:func:`sssl_brain.segments.n_feature_frames_of_duration`).
+
+    Example
+    -------
+    >>> song_feature_frames({"duration": 1.0})
+    44
+    >>> song_feature_frames({"n_samples": 88200, "native_rate": 44100})
+    87
+    """
+    if song.get("n_samples") is not None and song.get("native_rate") is not None:
+        return n_feature_frames(song["n_samples"], sample_rate, hop_length, native_rate=song["native_rate"])
+    return n_feature_frames_of_duration(float(song["duration"]), sample_rate, hop_length)
+
+
+def segment_summary(songs, seg_durs=SUMMARY_DURATIONS, overlap=None, max_duration=None,
+                    sample_rate=SUMMARY_SAMPLE_RATE, hop_length=SUMMARY_HOP_LENGTH):
     """Segments per segment duration, as in Table 1 of the paper.
+
+    Each song is cut by the rule training uses
+    (:func:`sssl_brain.segments.song_segment_starts`) over the feature frames
+    it will have (:func:`song_feature_frames`), so a summary's count equals
+    the number of segments training builds from the feature cache.
 
     Arguments
     ---------
     songs : list of dict
-        Rows with ``song_id`` and ``duration`` (s).
+        Rows with ``song_id`` and ``duration`` (s), and optionally
+        ``n_samples`` and ``native_rate`` (as :func:`pair_audio` gives them).
     seg_durs : sequence of float
         Segment durations (s).
     overlap, max_duration : float, optional
         See :func:`sssl_brain.segments.segment_starts` (default overlap:
         duration - 1 s, a hop of 1 s).
+    sample_rate, hop_length : int
+        Feature settings (default: the yaml's 22,050 Hz and 512).
 
     Returns
     -------
@@ -325,15 +362,21 @@ def segment_summary(songs, seg_durs=SUMMARY_DURATIONS, overlap=None, max_duratio
     >>> songs = [{"song_id": "a", "duration": 30.0}, {"song_id": "b", "duration": 2.5}]
     >>> rows = segment_summary(songs, (1, 3))
     >>> [(r["seg_dur"], r["overlap"], r["segments"], r["short_song_ids"]) for r in rows]
-    [(1.0, 0.0, 32, []), (3.0, 2.0, 28, ['b'])]
+    [(1.0, 0.0, 31, []), (3.0, 2.0, 27, ['b'])]
+
+    A song of exactly 30.0 s has 29 one-second segments, not 30: its 1,292
+    centred frames (hop 512 at 22,050 Hz) span 29.98 s, and training cuts
+    segments from the frames.
     """
     rows = []
+    frames = [song_feature_frames(song, sample_rate, hop_length) for song in songs]
     for seg_dur in seg_durs:
         seg_dur = float(seg_dur)
         hop = segment_hop(seg_dur, overlap)
         count, short = 0, []
-        for song in songs:
-            n = len(segment_starts(float(song["duration"]), seg_dur, overlap, max_duration))
+        for song, n_frames in zip(songs, frames):
+            n = len(song_segment_starts(n_frames, seg_dur, sample_rate, hop_length, overlap, max_duration,
+                                        duration=float(song["duration"])))
             count += n
             if n == 0:
                 short.append(song["song_id"])
@@ -352,8 +395,8 @@ def format_segment_summary(rows, dataset, n_songs):
     >>> print(format_segment_summary(rows, "demo", 2))
     | Dataset | Songs | Duration (overlap) | Segments | Songs too short |
     |---|---:|---|---:|---:|
-    | demo | 2 | 1 s (0 s) | 31 | 0 |
-    |  |  | 2 s (1 s) | 29 | 1 |
+    | demo | 2 | 1 s (0 s) | 30 | 0 |
+    |  |  | 2 s (1 s) | 28 | 1 |
     Songs shorter than 2 s (no segment): b
     """
     lines = ["| Dataset | Songs | Duration (overlap) | Segments | Songs too short |",
@@ -418,7 +461,7 @@ def write_songs_table(entries, audio_files, save_folder, dataset, value_range=No
     -------
     >>> import os, tempfile, numpy as np, soundfile as sf
     >>> d = tempfile.mkdtemp()
-    >>> sf.write(os.path.join(d, "a.wav"), np.zeros(16000, "float32"), 8000)
+    >>> sf.write(os.path.join(d, "a.wav"), np.zeros(20000, "float32"), 8000)
     >>> sf.write(os.path.join(d, "extra.wav"), np.zeros(8000, "float32"), 8000)
     >>> entries = [{"song_id": "a", "path": os.path.join(d, "a.wav"), "valence": "0.8", "arousal": "0.1",
     ...             "source": "ann.csv:2"}]
@@ -428,7 +471,7 @@ def write_songs_table(entries, audio_files, save_folder, dataset, value_range=No
     >>> printed.getvalue().splitlines()[3]
     '| toy | 1 | 1 s (0 s) | 2 | 0 |'
     >>> [(r["song_id"], r["duration"]) for r in read_songs_table(path)]
-    [('a', 2.0)]
+    [('a', 2.5)]
     >>> report = json.load(open(os.path.join(d, "out", REPORT_FILE)))
     >>> report["songs"], report["skipped"]["unannotated_audio"]["count"]
     (1, 1)
@@ -456,7 +499,7 @@ def write_songs_table(entries, audio_files, save_folder, dataset, value_range=No
     options_json = os.path.join(save_folder, OPTIONS_FILE)
     if os.path.exists(options_json):  # stale options must never vouch for a half-updated folder
         os.remove(options_json)
-    table = [{**row, "duration": _format_number(round(row["duration"], 6)),
+    table = [{**row, "duration": _format_number(row["duration"]),
               "valence": _format_number(row["valence"]), "arousal": _format_number(row["arousal"]),
               "quadrant": row["quadrant"] or ""} for row in rows]
     atomic_write_csv(songs_csv, table, SONG_COLUMNS)

@@ -61,8 +61,8 @@ TINY = {
 }
 # Files of an experiment folder that must be equal between equivalent runs.
 TOP_FILES = ("folds.csv", "results.csv", "results.md")
-FOLD_FILES = ("partition.csv", "segment_predictions.csv", "song_predictions.csv", "metrics.json",
-              "fold_config.json")
+FOLD_FILES = ("partition.csv", "epoch_stats.csv", "segment_predictions.csv", "song_predictions.csv",
+              "metrics.json", "fold_config.json")
 
 
 # ----------------------------------------------------------------------------- data and runs

@@ -188,7 +188,8 @@ def test_new_sssl_options_are_checked_at_start_up():
             check_sssl_hparams({**base, key: value})
 
 
-PAPER_STEP = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step", "rdrop_reduction": "unlabeled"}
+PAPER_STEP = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
+              "rdrop_reduction": "unlabeled"}
 
 
 def _biased_run(folder, segments, **options):
@@ -205,7 +206,7 @@ def _biased_run(folder, segments, **options):
     return float((brain.predict_probs(dataset).argmax(1) == 0).mean())
 
 
-def test_a_model_biased_to_one_class_collapses_with_the_papers_step_not_with_the_prior_penalty(noisy, tmp_path):
+def test_a_biased_model_collapses_with_the_papers_step_not_with_the_prior_penalty(noisy, tmp_path):
     # The confirmation-bias loop: a model leaning to class 0 gives class 0 low losses, its sharpened
     # guesses push further. With the paper's step (Eq. 9 alone) it ends predicting class 0 for almost
     # every segment (balanced labels: 50 %); the class-prior penalty keeps both classes.

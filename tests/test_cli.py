@@ -35,12 +35,20 @@ def test_table_on_the_terminal(model_dir, songs, capsys):
     assert main([model_dir, paths[0], paths[1], "--no_progress"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["file", "label"] + [f"p_{c}" for c in CLASSES] + ["segments"]
+    assert lines[0].split() == ["file", "label", "majority", "mean"] + [f"p_{c}" for c in CLASSES] + [
+        "segments"]
     assert len(lines) == 3
-    for line, path, n_segments in zip(lines[1:], paths, (3, 2)):
+    assert main([model_dir, paths[0], paths[1], "--json", "--no_progress"]) == 0
+    expected = json.loads(capsys.readouterr().out)["results"]
+    for line, path, n_segments, result in zip(lines[1:], paths, (3, 2), expected):
         cells = line.split()
-        assert cells[0] == path and cells[1] in CLASSES and cells[-1] == str(n_segments)
-        assert abs(sum(float(c) for c in cells[2:6]) - 1.0) < 3e-3
+        assert cells[0] == path and cells[-1] == str(n_segments)
+        # the SVM's decision, then the majority vote's and the mean probability's, as in the JSON
+        assert cells[1:4] == [result["label"], result["majority"], result["mean"]]
+        assert all(c in CLASSES for c in cells[1:4])
+        assert abs(sum(float(c) for c in cells[4:8]) - 1.0) < 3e-3
+        probs = [result["probs"][c] for c in CLASSES]
+        assert [float(c) for c in cells[4:8]] == pytest.approx(probs, abs=5e-4)
     assert "2 file(s) classified, 0 failed" in err
 
 
@@ -56,6 +64,11 @@ def test_json_to_stdout_with_a_bad_and_a_short_file(model_dir, songs, tmp_path, 
     [result] = payload["results"]
     assert result["file"] == paths[0] and result["label"] in CLASSES and result["n_segments"] == 3
     assert set(result["probs"]) == set(CLASSES) and set(result["aggregations"]) == {"svm", "majority", "mean"}
+    # the three decisions side by side: SVM (label), majority vote, mean probability
+    assert result["label"] == result["aggregations"]["svm"]["label"]
+    for name in ("majority", "mean"):
+        assert result[name] == result["aggregations"][name]["label"] and result[name] in CLASSES
+        assert result["aggregations"][name]["label"] == CLASSES[result["aggregations"][name]["index"]]
     assert [s["start_s"] for s in result["segments"]] == [0.0, 1.0, 2.0]
     assert all(s["end_s"] - s["start_s"] == 1.0 for s in result["segments"])
     errors = {e["file"]: e["error"] for e in payload["errors"]}
@@ -86,6 +99,10 @@ def test_csv_to_stdout(model_dir, songs, capsys):
     assert main([model_dir, paths[2], "--csv", "--no_progress"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 1 and rows[0]["file"] == paths[2] and rows[0]["label"] in CLASSES
+    assert main([model_dir, paths[2], "--json", "--no_progress"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    decisions = ("label", "majority", "mean")
+    assert [rows[0][k] for k in decisions] == [result[k] for k in decisions]
 
 
 def test_plots_one_png_per_file(model_dir, songs, tmp_path, capsys):

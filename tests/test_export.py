@@ -102,6 +102,8 @@ def test_export_layout_and_manifest(fold, model_dir):
 
     state = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
     ckpt = export_mod.find_checkpoint(fold)
+    selected = json.loads((fold / "metrics.json").read_text())["selected_epoch"]
+    assert yaml.safe_load(open(os.path.join(ckpt, "CKPT.yaml")))["epoch"] == selected
     original = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
     assert set(original) <= set(state)  # checkpoints from before the input normalisation lack its buffers
     assert all(torch.equal(state[k], original[k]) for k in original)
@@ -353,3 +355,15 @@ def test_checkpoint_without_normalisation_buffers_exports_with_the_identity(tmp_
     if "input_mean" in loaded.state_dict:  # this VGG16 normalises its input: identity for old weights
         assert torch.equal(loaded.state_dict["input_mean"], torch.zeros(1))
         assert torch.equal(loaded.state_dict["input_std"], torch.ones(1))
+
+
+def test_find_checkpoint_takes_the_one_selected_on_validation_not_the_newest(tmp_path):
+    fold = tmp_path / "fold_0"
+    for name, when, epoch in (("CKPT+best", 1.0, 3), ("CKPT+last", 2.0, 5)):
+        (fold / "save" / name).mkdir(parents=True)
+        (fold / "save" / name / "model.ckpt").write_bytes(b"x")
+        (fold / "save" / name / "CKPT.yaml").write_text(f"unixtime: {when}\nepoch: {epoch}\n")
+    assert os.path.basename(export_mod.find_checkpoint(str(fold))) == "CKPT+last"  # no metrics.json yet
+    (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
+    assert os.path.basename(export_mod.find_checkpoint(str(fold))) == "CKPT+best"
+    assert os.path.basename(export_mod.find_checkpoint(str(fold), "CKPT+last")) == "CKPT+last"

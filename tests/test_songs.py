@@ -220,7 +220,7 @@ def test_summary_counts_segments_and_reports_short_clips(dataset, tmp_path, caps
 
 
 def test_summary_is_reusable_with_other_settings():
-    songs = [{"song_id": "s", "duration": 45.0}, {"song_id": "t", "duration": 20.0}]
+    songs = [{"song_id": "s", "duration": 45.0}, {"song_id": "t", "duration": 20.5}]
     rows = segment_summary(songs, (1, 3), max_duration=30)
     assert [r["segments"] for r in rows] == [30 + 20, 28 + 18]
     rows = segment_summary(songs, (2,), overlap=0.0)

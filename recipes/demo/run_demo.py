@@ -53,8 +53,14 @@ def main(argv=None):
     ap.add_argument("--folds", default="[0, 1]", help="folds to run, a yaml list")
     ap.add_argument("--data", default=os.path.join(ROOT, "demo_data"))
     ap.add_argument("--results", default=os.path.join(ROOT, "results"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: the numbers then do not depend on the machine's "
+                         "core count)")
     args, extra = ap.parse_known_args(argv)
     start = time.time()
+    import torch
+
+    torch.set_num_threads(args.threads)
     generate_demo_dataset(args.data, n_songs=args.songs, seed=0, min_duration=20, max_duration=30)
     hparams = os.path.join(ROOT, "hparams", "vgg16_sssl.yaml")
     overrides = DEMO_OVERRIDES + [f"--folds={args.folds}", f"--data_folder={args.data}",
