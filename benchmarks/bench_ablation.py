@@ -195,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--n_folds", type=int, default=None, help="default: 5 for the demo, 10 otherwise")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--extra", default="", help="space-separated overrides added to every configuration")
+    ap.add_argument("--summary_only", action="store_true",
+                    help="train nothing: tabulate the folds already finished under --out")
     args = ap.parse_args(argv)
     from run_demo import DEMO_OVERRIDES
 
@@ -221,7 +223,7 @@ def main(argv=None):
     warmups = [o.split("=")[1] for o in common if o.startswith("--warmup_epochs=")]
     args.warmup = int(warmups[-1]) if warmups else 5
     os.makedirs(args.out, exist_ok=True)
-    for name in names:
+    for name in [] if args.summary_only else names:
         print(f"{name}: {' '.join(CONFIGS[name])}", flush=True)
         seconds = run_config(name, args, common, args.out)
         print(f"{name}: {seconds:.0f} s (finished folds are skipped)", flush=True)

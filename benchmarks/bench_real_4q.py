@@ -94,8 +94,8 @@ def main(argv=None):
     lines = [f"4Q (real audio), {args.seg_dur} s segments, seed 1986; song level, mean ± std over the "
              f"folds run (10-fold CV, folds {args.folds}); segment model: VGG16 width 1/8, classifier 64, "
              "batch norm (the demo's CPU-sized VGG16, not the paper's full VGG16); F1 = macro-F1", "",
-             "| task | method | aggregator | folds | Acc % | F1 % | paper Acc | paper F1 | parameters "
-             "| wall (task) |",
+             "| task | method | aggregator | folds | Acc % | F1 % | paper SSSL Acc | paper SSSL F1 "
+             "| parameters | wall (task) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         exp = os.path.join(args.out, "4q", f"{task}_seg{args.seg_dur}s_seed1986")  # as the yaml names it
