@@ -48,6 +48,52 @@ FORMAT_VERSION = 1
 _BLOCK_FRAMES = 128
 
 
+
+def settings_key(config, format_version):
+    """Stable short hash of a settings dataclass and a format version: the folder name of a cache.
+
+    Arguments
+    ---------
+    config : dataclass instance
+        Every field is part of the key.
+    format_version : int
+        Bumped when the cached computation changes.
+
+    Returns
+    -------
+    str
+        16 hexadecimal characters; equal settings give equal keys in every session.
+    """
+    settings = dict(dataclasses.asdict(config), format_version=format_version)
+    blob = json.dumps(settings, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cache_entry_path(folder, audio_path, key):
+    """``<folder>/<name>-<hash>.npy``: a cache entry of an audio file in its current state.
+
+    The hash covers the file's absolute path, size, modification time and
+    ``key`` (the settings), so a changed file or setting gets a new entry.
+    Used by the log-mel cache and the hand-crafted feature cache.
+
+    Raises
+    ------
+    AudioError
+        If the file does not exist or cannot be read.
+    """
+    path = os.path.abspath(os.fspath(audio_path))
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(f"{audio_path}: audio file not found") from None
+    except OSError as err:
+        raise AudioError(f"{audio_path}: cannot read audio file ({err})") from None
+    ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{key}"
+    digest = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", stem)[:48].lstrip(".") or "audio"
+    return os.path.join(folder, f"{stem}-{digest}.npy")
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Settings of the log-mel features (defaults: the paper's settings).
@@ -140,9 +186,7 @@ class FeatureConfig:
         str
             16 hexadecimal characters; equal settings give equal keys in every session.
         """
-        settings = dict(dataclasses.asdict(self), format_version=FORMAT_VERSION)
-        blob = json.dumps(settings, sort_keys=True).encode("utf-8")
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return settings_key(self, FORMAT_VERSION)
 
     @classmethod
     def from_hparams(cls, hparams):
@@ -351,18 +395,7 @@ class FeatureCache:
         -------
         str
         """
-        path = os.path.abspath(os.fspath(audio_path))
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            raise AudioError(f"{audio_path}: audio file not found") from None
-        except OSError as err:
-            raise AudioError(f"{audio_path}: cannot read audio file ({err})") from None
-        ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.config.key()}"
-        digest = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-        stem = os.path.splitext(os.path.basename(path))[0]
-        stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", stem)[:48].lstrip(".") or "audio"
-        return os.path.join(self.folder, f"{stem}-{digest}.npy")
+        return cache_entry_path(self.folder, audio_path, self.config.key())
 
     # ------------------------------------------------------------ reading
     def _check_entry(self, entry):

@@ -34,11 +34,9 @@ every run reuses them. Every file is written atomically.
 """
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass
 
@@ -48,6 +46,7 @@ from tqdm.auto import tqdm
 
 from .audio import load_audio
 from .errors import AudioError, ConfigError, DataError
+from .features import cache_entry_path, settings_key
 from .io_utils import atomic_save_npy, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -146,9 +145,7 @@ class HandcraftedConfig:
 
     def key(self):
         """Stable short hash of every setting and of :data:`FORMAT_VERSION` (16 hex characters)."""
-        settings = dict(dataclasses.asdict(self), format_version=FORMAT_VERSION)
-        blob = json.dumps(settings, sort_keys=True).encode("utf-8")
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return settings_key(self, FORMAT_VERSION)
 
     @classmethod
     def from_hparams(cls, hp):
@@ -343,15 +340,7 @@ class HandcraftedCache:
 
     def entry_path(self, audio_path):
         """Path of the ``.npy`` entry of an audio file in its current state (skips: :meth:`skip_path`)."""
-        path = os.path.abspath(os.fspath(audio_path))
-        try:
-            stat = os.stat(path)
-        except OSError as err:
-            raise AudioError(f"{audio_path}: audio file not found ({err.strerror})") from None
-        ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.config.key()}"
-        digest = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-        stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", os.path.splitext(os.path.basename(path))[0])[:48].lstrip(".")
-        return os.path.join(self.folder, f"{stem or 'audio'}-{digest}.npy")
+        return cache_entry_path(self.folder, audio_path, self.config.key())
 
     @staticmethod
     def skip_path(entry):
