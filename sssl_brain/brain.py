@@ -59,8 +59,13 @@ EPOCH_COLUMNS = [
 ]
 PSEUDO_LABEL_SOURCES = ("step", "co_guess", "epoch")
 RDROP_REDUCTIONS = ("unlabeled", "batch")
-#: Validation metrics a checkpoint can be selected on, with their direction ("last": no selection).
-SELECTION_METRICS = {"valid_acc": "max", "valid_song_acc": "max", "valid_loss": "min", "last": None}
+#: ``selection_metric`` -> (its key in the validation stats and the checkpoint meta, direction);
+#: ``last``: no selection.
+SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("song_acc", "max"),
+                     "valid_loss": ("loss", "min"), "last": (None, None)}
+#: Values of the optional SSSL settings when the hyperparameters lack them (the paper's step).
+OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
+                   "rdrop_reduction": "unlabeled", "selection_metric": "last", "collapse_margin": 0.25}
 
 
 def check_sssl_hparams(hparams):
@@ -78,15 +83,15 @@ def check_sssl_hparams(hparams):
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:
         raise ConfigError(f"warmup_epochs={hparams['warmup_epochs']!r}: must be >= 0")
-    if float(hparams.get("prior_weight", 0.0)) < 0:
+    option = {**OPTION_DEFAULTS, **{k: hparams[k] for k in OPTION_DEFAULTS if k in hparams}}
+    if float(option["prior_weight"]) < 0:
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
-    choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES, "step"),
-               ("rdrop_reduction", RDROP_REDUCTIONS, "unlabeled"),
-               ("selection_metric", tuple(SELECTION_METRICS), "last"))
-    for key, allowed, default in choices:
-        if hparams.get(key, default) not in allowed:
+    choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES), ("rdrop_reduction", RDROP_REDUCTIONS),
+               ("selection_metric", tuple(SELECTION_METRICS)))
+    for key, allowed in choices:
+        if option[key] not in allowed:
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
-    if not 0.0 <= float(hparams.get("collapse_margin", 0.25)) <= 1.0:
+    if not 0.0 <= float(option["collapse_margin"]) <= 1.0:
         raise ConfigError(f"collapse_margin={hparams['collapse_margin']!r}: must be in [0, 1]")
 
 
@@ -272,8 +277,9 @@ class SSSLBrain(sb.Brain):
                 entry[2] += 1
         return loss
 
-    def _option(self, name, default):
-        return getattr(self.hparams, name, default)
+    def _option(self, name):
+        """An optional SSSL setting (:data:`OPTION_DEFAULTS` where the hyperparameters lack it)."""
+        return getattr(self.hparams, name, OPTION_DEFAULTS[name])
 
     def sssl_objective(self, batch):
         """Loss of Eq. 9 (plus the optional class-prior term) for one batch, with its parts.
@@ -300,12 +306,12 @@ class SSSLBrain(sb.Brain):
         n_u = int(noisy.sum())
         targets = F.one_hot(labels, int(hp.n_classes)).float()
         epoch_probs = self.epoch_probs[index] if self.epoch_probs is not None else None
-        if self._option("refine_labels", False) and epoch_probs is not None:
+        if self._option("refine_labels") and epoch_probs is not None:
             refined = sharpen(refine_labels(targets, epoch_probs, self.clean_prob[index]), temperature)
             targets = torch.where(noisy.unsqueeze(-1), targets, refined)
         mixed_x, _, delta, perm = mixup(feats, targets, float(hp.mixup_alpha), generator=self.mix_generator)
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
-        source = self._option("pseudo_labels", "step")
+        source = self._option("pseudo_labels")
         if epoch_probs is None:
             source = "step"
         l_kl = None
@@ -317,7 +323,7 @@ class SSSLBrain(sb.Brain):
             logits, step_probs = out["logits"], out["u_probs"]
             if lam > 0:
                 l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())
-                if self._option("rdrop_reduction", "unlabeled") == "batch":
+                if self._option("rdrop_reduction") == "batch":
                     l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
         if n_u:
             guess = {"step": lambda: step_probs, "epoch": lambda: epoch_probs[noisy],
@@ -328,7 +334,7 @@ class SSSLBrain(sb.Brain):
             l_kl = logits.new_zeros(())
         mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(self.device)]
         l_mix = soft_cross_entropy(logits.float(), mixed_targets)
-        prior_weight = float(self._option("prior_weight", 0.0))
+        prior_weight = float(self._option("prior_weight"))
         l_prior = logits.new_zeros(())
         if prior_weight > 0:
             l_prior = class_prior_penalty(logits.float(), self.class_prior)
@@ -481,7 +487,7 @@ class SSSLBrain(sb.Brain):
 
     def _collapsed(self, dist, where):
         """True (and a logged warning) when one class takes far more predictions than its label share."""
-        margin = float(self._option("collapse_margin", 0.25))
+        margin = float(self._option("collapse_margin"))
         if self.label_share is None:
             return False
         excess = np.asarray(dist) - self.label_share
@@ -528,10 +534,7 @@ class SSSLBrain(sb.Brain):
         return out
 
     def _write_epoch_stats(self, epoch, valid_stats):
-        train_dist = getattr(self, "train_pred_dist", None)
-        last = self.state.history[-1] if self.state.history else None
-        if self.uses_partition(epoch) and last is not None and int(last["epoch"]) == epoch:
-            train_dist = None  # SSSL epoch: the partition pass's distribution is in partition.csv
+        train_dist = getattr(self, "train_pred_dist", None)  # None in SSSL epochs: see partition.csv
         row = {"epoch": epoch, "method": self.method, "sssl": int(self.uses_partition(epoch)),
                "lr": _fmt(getattr(self, "epoch_lr", None)), "train_loss": _fmt(self.train_loss),
                "train_pred_dist": "" if train_dist is None else format_distribution(train_dist),
@@ -566,19 +569,17 @@ class SSSLBrain(sb.Brain):
                                                 valid_stats=valid_stats or None)
         if self.checkpointer is not None:
             meta = {"epoch": epoch, **valid_stats}
-            if valid_stats:
-                meta.update(valid_loss=valid_stats["loss"], valid_acc=valid_stats["acc_inherited"])
-                if "song_acc" in valid_stats:
-                    meta["valid_song_acc"] = valid_stats["song_acc"]
-            self.checkpointer.save_and_keep_only(meta=meta, num_to_keep=1, **self._selection_keys(meta))
+            selection = self._selection(meta)
+            keys = {f"{selection[1]}_keys": [selection[0]]} if selection else {}
+            self.checkpointer.save_and_keep_only(meta=meta, num_to_keep=1, **keys)
 
-    def _selection_keys(self, meta=None):
-        """``max_keys``/``min_keys`` of the selection metric (empty for ``last`` or without validation)."""
-        metric = self._option("selection_metric", "last")
-        direction = SELECTION_METRICS[metric]
-        if direction is None or self.valid_is_absent or (meta is not None and metric not in meta):
-            return {}
-        return {"max_keys": [metric]} if direction == "max" else {"min_keys": [metric]}
+    def _selection(self, meta=None):
+        """(meta key, ``max``/``min``) of ``selection_metric``; None for ``last``, without validation
+        or when ``meta`` lacks the key."""
+        key, direction = SELECTION_METRICS[self._option("selection_metric")]
+        if direction is None or self.valid_is_absent or (meta is not None and key not in meta):
+            return None
+        return key, direction
 
     def recover_selected(self):
         """Loads the checkpoint chosen by ``selection_metric`` on validation (after ``fit``).
@@ -594,18 +595,17 @@ class SSSLBrain(sb.Brain):
             (for metrics.json; the checkpoint's folder name holds a wall-clock
             time, so it is not recorded: the epoch identifies it).
         """
-        metric = self._option("selection_metric", "last")
-        keys = self._selection_keys()
-        out = {"selection_metric": metric if keys else "last", "selected_epoch": None, "selected_value": None}
+        selection = self._selection()
+        out = {"selection_metric": self._option("selection_metric") if selection else "last",
+               "selected_epoch": None, "selected_value": None}
         if self.checkpointer is None:
             return out
-        find_kw = {"max_key": keys["max_keys"][0]} if "max_keys" in keys else (
-            {"min_key": keys["min_keys"][0]} if "min_keys" in keys else {})
-        ckpt = self.checkpointer.find_checkpoint(**find_kw)
+        find = {f"{selection[1]}_key": selection[0]} if selection else {}
+        ckpt = self.checkpointer.find_checkpoint(**find)
         if ckpt is None:
             return out
         self.checkpointer.load_checkpoint(ckpt)
-        value = ckpt.meta.get(metric)
+        value = ckpt.meta.get(selection[0]) if selection else None
         out.update(selected_epoch=ckpt.meta.get("epoch"),
                    selected_value=None if value is None else float(value))
         logger.info("selected checkpoint %s (epoch %s, %s = %s)", os.path.basename(str(ckpt.path)),

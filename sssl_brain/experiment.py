@@ -226,6 +226,13 @@ def write_confusion_matrix(folder, song_rows, class_names):
         plot_confusion_matrix(cm, class_names, os.path.join(folder, "confusion_matrix.png"))
 
 
+def fold_metrics_extra(hp, exp, fold, svm_params, **more):
+    """What metrics.json records of a fold besides its metrics: method, fold, task, SVM params, more."""
+    return {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
+            **more, "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
+                                   for k, v in svm_params.items()}}
+
+
 def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
     """Writes segment_predictions.csv, song_predictions.csv, a confusion matrix and metrics.json (last)."""
     folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
@@ -249,10 +256,7 @@ def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
     write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, names)
     save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
     write_confusion_matrix(folder, out.rows, names)
-    extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
-             "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
-                            for k, v in out.params.items()}}
-    extra.update(selection or {})
+    extra = fold_metrics_extra(hp, exp, fold, out.params, **(selection or {}))
     return write_fold_metrics(folder, out.rows, seg_rows, extra=extra)
 
 
@@ -281,10 +285,8 @@ def run_features_svm_fold(hp, exp):
     write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, exp.class_names)
     save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
     write_confusion_matrix(folder, out.rows, exp.class_names)
-    extra = {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
-             "n_features": cache.n_features, "handcrafted_skipped": {"count": len(skipped), "items": skipped},
-             "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
-                            for k, v in out.params.items()}}
+    extra = fold_metrics_extra(hp, exp, fold, out.params, n_features=cache.n_features,
+                               handcrafted_skipped={"count": len(skipped), "items": skipped})
     return write_fold_metrics(folder, out.rows, extra=extra)
 
 

@@ -146,8 +146,8 @@ def test_recover_selected_loads_the_best_not_the_last_checkpoint(noisy, tmp_path
             for p in model.parameters():
                 p.fill_(float(epoch))
         weights[epoch] = [p.detach().clone() for p in model.parameters()]
-        brain.checkpointer.save_and_keep_only(meta={"epoch": epoch, "valid_acc": acc}, num_to_keep=1,
-                                              **brain._selection_keys({"valid_acc": acc}))
+        brain.checkpointer.save_and_keep_only(meta={"epoch": epoch, "acc_inherited": acc}, num_to_keep=1,
+                                              max_keys=["acc_inherited"])
     selection = brain.recover_selected()
     assert selection["selected_epoch"] == 2 and selection["selected_value"] == 0.9
     for p, w in zip(model.parameters(), weights[2]):
