@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from .checkpoints import save_warmup_snapshot
 from .errors import ConfigError
 from .io_utils import atomic_write_csv
 from .partition import partition_precision_recall, partition_segments
@@ -63,6 +64,14 @@ RDROP_REDUCTIONS = ("unlabeled", "batch")
 #: ``last``: no selection.
 SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("song_acc", "max"),
                      "valid_loss": ("loss", "min"), "last": (None, None)}
+#: Settings that act only after the warm-up (the SSSL step) or only in stage 2: the warm-up epochs of
+#: a fold are the same for every method whatever their values (see ``share_warmup``).
+AFTER_WARMUP_HPARAMS = (
+    "method", "methods", "tau", "sharpen_temperature", "mixup_alpha", "rdrop_lambda", "gmm_max_iter",
+    "gmm_tol", "gmm_reg_covar", "gmm_per_class", "plot_partition", "prior_weight", "refine_labels",
+    "pseudo_labels", "rdrop_reduction", "song_theta", "svm_grid_search", "svm_C", "svm_gamma",
+    "share_warmup", "fold_jobs",
+)
 #: Values of the optional SSSL settings when the hyperparameters lack them (the paper's step).
 OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
                    "rdrop_reduction": "unlabeled", "selection_metric": "last", "collapse_margin": 0.25}
@@ -544,7 +553,9 @@ class SSSLBrain(sb.Brain):
                "valid_song_acc": _fmt(valid_stats.get("song_acc")),
                "valid_pred_dist": format_distribution(self.valid_pred_dist) if valid_stats else "",
                "valid_collapse": int(getattr(self, "valid_collapse", False)) if valid_stats else ""}
-        self.state.epoch_stats = [r for r in self.state.epoch_stats if int(r["epoch"]) < epoch] + [row]
+        # rows of earlier epochs (a warm-up restored from another method's snapshot is this method's too)
+        earlier = [{**r, "method": self.method} for r in self.state.epoch_stats if int(r["epoch"]) < epoch]
+        self.state.epoch_stats = earlier + [row]
         if valid_stats:
             logger.info("epoch %d: valid acc %.4f, predicted class shares %s (label shares %s)", epoch,
                         valid_stats["acc_inherited"], row["valid_pred_dist"],
@@ -572,6 +583,10 @@ class SSSLBrain(sb.Brain):
             selection = self._selection(meta)
             keys = {f"{selection[1]}_keys": [selection[0]]} if selection else {}
             self.checkpointer.save_and_keep_only(meta=meta, num_to_keep=1, **keys)
+            snapshot = getattr(self.hparams, "warmup_snapshot", None)
+            if snapshot and epoch == int(self.hparams.warmup_epochs) and if_main_process():
+                save_warmup_snapshot(str(self.checkpointer.checkpoints_dir), snapshot,
+                                     self.hparams.warmup_key, getattr(self.hparams, "train_log", None))
 
     def _selection(self, meta=None):
         """(meta key, ``max``/``min``) of ``selection_metric``; None for ``last``, without validation

@@ -20,7 +20,8 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from .brain import METHODS, SSSLBrain, check_sssl_hparams
+from .brain import AFTER_WARMUP_HPARAMS, METHODS, SSSLBrain, check_sssl_hparams
+from .checkpoints import restore_warmup_snapshot
 from .data import build_segments, make_folds, segment_dataset
 from .errors import ConfigError, DataError, SSSLError
 from .features import FeatureCache, FeatureConfig
@@ -79,6 +80,11 @@ def check_experiment_hparams(hp):
             raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS + SONG_METHODS)}")
     if any(method in SONG_METHODS for method in hp["methods"]):
         HandcraftedConfig.from_hparams(hp)  # a bad hc_* value stops here, naming the option
+    jobs = hp.get("fold_jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"fold_jobs={jobs!r}: must be a whole number >= 1")
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"fold_jobs={jobs}: does not combine with torchrun (DDP); use fold_jobs: 1")
     if int(hp["n_folds"]) < 2:
         raise ConfigError(f"n_folds={hp['n_folds']}: need at least 2")
     folds = hp["folds"]
@@ -193,12 +199,87 @@ def feature_stats(cache, paths):
     return mean, np.sqrt(np.maximum(total_sq / count - mean ** 2, 1e-6))
 
 
+def _plain(value):
+    """``value`` if it is made of plain yaml types only (numbers, strings, lists, dicts), else None."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items if all(i is not None or v is None for i, v in zip(items, value)) else None
+    if isinstance(value, dict):
+        items = {str(k): _plain(v) for k, v in value.items()}
+        return items if all(items[str(k)] is not None or v is None for k, v in value.items()) else None
+    return None
+
+
+#: Per-method paths and the snapshot's own settings, left out of the warm-up key.
+_NOT_IN_WARMUP_KEY = ("output_folder", "save_folder", "train_log", "warmup_snapshot", "warmup_key", "folds")
+
+
+def warmup_key(hp):
+    """The settings that determine a fold's warm-up epochs, as a plain dict (see ``share_warmup``).
+
+    Every plain value of the fold's hyperparameters (numbers, strings, lists:
+    data, features, folds, model, optimiser, schedule, batch size, seed,
+    selection metric, the fold index...) except the list of folds of the
+    run, those that act only after the
+    warm-up or in stage 2 (:data:`sssl_brain.brain.AFTER_WARMUP_HPARAMS`,
+    the ``hc_*`` options of features_svm) and the method's own paths. Two
+    methods of a fold with the same key train the same warm-up epochs.
+    """
+    skip = set(AFTER_WARMUP_HPARAMS) | set(_NOT_IN_WARMUP_KEY)
+    key = {}
+    for name, value in hp.items():
+        plain = _plain(value)
+        if name in skip or name.startswith(("hc_", "__")) or (plain is None and value is not None):
+            continue
+        key[name] = plain
+    return key
+
+
+def warmup_snapshot_folder(hp):
+    """``<experiment_folder>/warmup/fold_<k>``: the fold's warm-up snapshot, shared by its methods."""
+    return os.path.join(hp["experiment_folder"], "warmup", f"fold_{int(hp['fold'])}")
+
+
+def share_warmup(hp, run_opts=None):
+    """Sets up the shared warm-up of a fold's method; True when it starts from another method's.
+
+    With ``share_warmup`` (and ``warmup_epochs`` > 0) the method writes a
+    snapshot of its checkpoints at the end of the warm-up
+    (:func:`sssl_brain.checkpoints.save_warmup_snapshot`), and, when it has
+    no checkpoint of its own yet, starts from a snapshot another method of the
+    fold wrote with the same :func:`warmup_key`: the results are those of a
+    run from scratch, without training the warm-up twice.
+    """
+    if not hp.get("share_warmup") or int(hp["warmup_epochs"]) <= 0:
+        return False
+    # the thread count and the device change the floating-point results, so they are part of the key
+    key = {**warmup_key(hp), "torch_threads": torch.get_num_threads(),
+           "device": str((run_opts or {}).get("device", "cpu"))}
+    hp["warmup_snapshot"], hp["warmup_key"] = warmup_snapshot_folder(hp), key
+    restored = False
+    if if_main_process():
+        restored = restore_warmup_snapshot(hp["warmup_snapshot"], hp["save_folder"], hp["warmup_key"],
+                                           train_log=hp["train_log"])
+        if restored:
+            with open(hp["train_log"], "a", encoding="utf-8") as log:
+                log.write(f"# epochs 1-{int(hp['warmup_epochs'])} above: restored from the warm-up snapshot "
+                          f"{hp['warmup_snapshot']} (same settings, identical results)\n")
+            logger.info("%s fold %d: epochs 1-%d restored from the warm-up snapshot %s (same settings)",
+                        hp["method"], int(hp["fold"]), int(hp["warmup_epochs"]), hp["warmup_snapshot"])
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return restored
+
+
 def run_fold(hp, run_opts, exp):
     """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes its outputs."""
     fold, folder = int(hp["fold"]), hp["output_folder"]
     sb.create_experiment_directory(experiment_directory=folder, hyperparams_to_save=None)
     if if_main_process():
         atomic_write_json(os.path.join(folder, "fold_config.json"), fold_config(hp, exp))
+    share_warmup(hp, run_opts)
     parts = exp.fold_segments(fold)
     train_ds = segment_dataset(parts["train"], exp.cache)
     valid_ds = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None
@@ -291,7 +372,7 @@ def run_features_svm_fold(hp, exp):
 
 
 def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_threshold=0.5,
-                   arousal_threshold=0.5, truth_csv=None):
+                   arousal_threshold=0.5, truth_csv=None, tables=True):
     """Runs every requested method and fold, then writes results.md / results.csv.
 
     Arguments
@@ -308,11 +389,13 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
         The recipe's default thresholds; the yaml's values win when not null.
     truth_csv : str, optional
         ``truth/segment_truth.csv`` where it exists.
+    tables : bool
+        Write results.md / results.csv at the end (False in a ``fold_jobs`` process).
 
     Returns
     -------
     list of dict
-        The rows of results.csv.
+        The rows of results.csv (None on other ranks than the main one, or without ``tables``).
     """
     overrides = parse_overrides(overrides)
     hp = load_hparams(hparams_file, overrides)
@@ -322,8 +405,13 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
     if hp["arousal_threshold"] is not None:
         arousal_threshold = float(hp["arousal_threshold"])
     exp = Experiment(hp, songs_csv, valence_threshold, arousal_threshold, truth_csv)
-    folds = range(int(hp["n_folds"])) if hp["folds"] is None else [int(k) for k in hp["folds"]]
-    for method in hp["methods"]:
+    folds = list(range(int(hp["n_folds"]))) if hp["folds"] is None else [int(k) for k in hp["folds"]]
+    jobs = min(int(hp.get("fold_jobs") or 1), len(folds))
+    if jobs > 1:
+        run_fold_jobs(jobs, folds, (hparams_file, run_opts, overrides, songs_csv, valence_threshold,
+                                    arousal_threshold, truth_csv))
+        folds = []  # all trained by the jobs; the tables below read their outputs
+    for method in hp["methods"] if folds else ():
         for fold in folds:
             fold_hp = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
             done = os.path.join(fold_hp["output_folder"], "metrics.json")
@@ -338,12 +426,75 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
                 run_fold(fold_hp, run_opts, exp)
             if torch.distributed.is_initialized():
                 torch.distributed.barrier()
-    if not if_main_process():
+    if not if_main_process() or not tables:
         return None
     rows = collect_results(hp["experiment_folder"])
     title = f"{hp['dataset']}: {exp.target}, {float(hp['seg_dur']):g} s segments, seed {hp['seed']}"
     write_results(hp["experiment_folder"], rows, title=title)
     return rows
+
+
+def _fold_job(threads, folds, args):
+    """One process of ``fold_jobs``: every method of ``folds`` with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    hparams_file, run_opts, overrides, *rest = args
+    run_opts = {**run_opts, "noprogressbar": True}  # several jobs share the console
+    run_experiment(hparams_file, run_opts, {**overrides, "folds": folds, "fold_jobs": 1}, *rest, tables=False)
+
+
+def fold_job_folds(folds, jobs):
+    """The folds of each of ``jobs`` processes: round robin, so each job gets every ``jobs``-th fold.
+
+    Example
+    -------
+    >>> fold_job_folds([0, 1, 2, 3, 4], 2)
+    [[0, 2, 4], [1, 3]]
+    """
+    return [list(folds[i::jobs]) for i in range(jobs)]
+
+
+def run_fold_jobs(jobs, folds, args):
+    """Trains the folds in ``jobs`` processes side by side (``fold_jobs``), sharing the threads.
+
+    Each process gets ``max(1, torch.get_num_threads() // jobs)`` torch threads
+    and runs every method of its folds (:func:`fold_job_folds`) through
+    :func:`run_experiment`; on a 2-core CPU two one-thread processes train
+    more segments per second than one process with two threads
+    (``benchmarks/bench_epoch.py``). A fold's results depend on the thread
+    count, not on the job layout: ``fold_jobs: 2`` with one thread each gives
+    the numbers of a serial run with one thread. Not with DDP (``torchrun``
+    already runs one process per device).
+
+    Arguments
+    ---------
+    jobs : int
+        Number of processes.
+    folds : list of int
+        Folds to train.
+    args : tuple
+        The arguments of :func:`run_experiment` (hparams file, run options, overrides, songs table,
+        thresholds, truth table).
+    """
+    if torch.distributed.is_initialized():
+        raise ConfigError("fold_jobs > 1 does not combine with DDP (torchrun); use fold_jobs: 1")
+    import multiprocessing
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    procs = []
+    for part in fold_job_folds(folds, jobs):
+        logger.info("fold job: folds %s in a process with %d torch thread(s)", part, threads)
+        proc = ctx.Process(target=_fold_job, args=(threads, part, args))
+        proc.start()
+        procs.append((part, proc))
+    failed = []
+    for part, proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            failed.append(f"folds {part} (exit code {proc.exitcode})")
+    if failed:
+        raise SSSLError(f"fold_jobs: the process of {', '.join(failed)} failed; its error is printed above, "
+                        "the finished folds are kept and a new run resumes the others")
 
 
 def recipe_main(argv, prepare, valence_threshold, arousal_threshold, dataset):

@@ -52,3 +52,40 @@ def test_another_seed_changes_folds_partitions_predictions_and_weights(ref, tmp_
         assert got[name] != want[name], f"{name} is the same with another seed"
     assert not states_equal(checkpoint_tensors(final_checkpoint(exp / "sssl" / "fold_0")),
                             checkpoint_tensors(final_checkpoint(ref / "sssl" / "fold_0")))
+
+
+def _run_log(exp):
+    """The console output of the run that wrote the experiment folder ``exp`` (see ``run_ok``)."""
+    results = exp.parents[1]
+    return (results.parent / f"{results.name}-run.log").read_text(errors="replace")
+
+
+def test_shared_warmup_gives_the_results_of_training_it_again(ref, tmp_path):
+    """The reference's inherit folds start from the sssl folds' warm-up snapshot; training it again changes
+    nothing: the same checkpoints, partitions, predictions and tables byte for byte."""
+    assert "inherit fold 0: epochs 1-1 restored from the warm-up snapshot" in _run_log(ref)
+    assert (ref / "warmup" / "fold_1" / "warmup_key.json").is_file()
+    exp = run_ok(tmp_path / "results", share_warmup=False)
+    assert "restored from the warm-up snapshot" not in _run_log(exp)
+    assert not (exp / "warmup").exists()
+    assert_same_results(exp, ref, "run without the shared warm-up")
+
+
+def test_a_snapshot_of_other_settings_is_not_used(ref, tmp_path):
+    """A warm-up snapshot written with another learning rate is ignored: the method trains its own."""
+    results = tmp_path / "results"
+    first = run_ok(results, methods="[inherit]", folds="[0]", lr=0.002)
+    assert (first / "warmup" / "fold_0" / "warmup_key.json").is_file()
+    exp = run_ok(results, log_name="second.log", methods="[sssl]", folds="[0]")
+    log = (results.parent / f"{results.name}-second.log").read_text(errors="replace")
+    assert "restored from the warm-up snapshot" not in log
+    got, want = result_files(exp), result_files(ref)
+    assert all(got[f"sssl/fold_0/{name}"] == want[f"sssl/fold_0/{name}"]
+               for name in ("partition.csv", "epoch_stats.csv", "segment_predictions.csv", "metrics.json"))
+
+
+def test_two_fold_jobs_give_the_results_of_a_serial_run(ref, tmp_path):
+    """fold_jobs: 2 trains the folds in two processes (one thread each, as the serial reference)."""
+    exp = run_ok(tmp_path / "results", fold_jobs=2)
+    assert "fold job: folds [0]" in _run_log(exp) and "fold job: folds [1]" in _run_log(exp)
+    assert_same_results(exp, ref, "run with fold_jobs: 2")
