@@ -435,11 +435,13 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
 
 
 def _fold_job(threads, folds, args):
-    """One process of ``fold_jobs``: every method of ``folds`` with ``threads`` torch threads."""
+    """One process of ``fold_jobs``: every method of ``folds``, fold after fold, with ``threads`` threads."""
     torch.set_num_threads(threads)
     hparams_file, run_opts, overrides, *rest = args
     run_opts = {**run_opts, "noprogressbar": True}  # several jobs share the console
-    run_experiment(hparams_file, run_opts, {**overrides, "folds": folds, "fold_jobs": 1}, *rest, tables=False)
+    for fold in folds:  # fold after fold: a stopped run has whole folds (every method) finished
+        run_experiment(hparams_file, run_opts, {**overrides, "folds": [fold], "fold_jobs": 1}, *rest,
+                       tables=False)
 
 
 def fold_job_folds(folds, jobs):
