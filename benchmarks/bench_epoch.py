@@ -195,7 +195,7 @@ def profile_epochs(name, n_train, n_valid, seconds, batch_size, u_share, device,
     hp["checkpointer"] = sb.utils.checkpoints.Checkpointer(
         os.path.join(work, f"{name}_{seconds:g}_run", "save"),
         {"model": hp["model"], "counter": hp["epoch_counter"], "partition_state": hp["partition_state"]})
-    run_opts = {"device": device, "noprogressbar": True, "precision": precision}
+    run_opts = {"device": device, "noprogressbar": True, "precision": precision, "eval_precision": precision}
     brain = make_brain(hp, run_opts)
     profile = EpochProfile(brain, device)
     forced = {}
