@@ -238,8 +238,8 @@ def warmup_key(hp):
 
 
 def warmup_snapshot_folder(hp):
-    """``<experiment_folder>/warmup/fold_<k>``: the fold's warm-up snapshot, shared by its methods."""
-    return os.path.join(hp["experiment_folder"], "warmup", f"fold_{int(hp['fold'])}")
+    """``<experiment_folder>/warmup/snapshot_fold_<k>``: the warm-up snapshot shared by a fold.s methods."""
+    return os.path.join(hp["experiment_folder"], "warmup", f"snapshot_fold_{int(hp['fold'])}")
 
 
 def share_warmup(hp, run_opts=None):

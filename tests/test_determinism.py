@@ -64,7 +64,7 @@ def test_shared_warmup_gives_the_results_of_training_it_again(ref, tmp_path):
     """The reference's inherit folds start from the sssl folds' warm-up snapshot; training it again changes
     nothing: the same checkpoints, partitions, predictions and tables byte for byte."""
     assert "inherit fold 0: epochs 1-1 restored from the warm-up snapshot" in _run_log(ref)
-    assert (ref / "warmup" / "fold_1" / "warmup_key.json").is_file()
+    assert (ref / "warmup" / "snapshot_fold_1" / "warmup_key.json").is_file()
     exp = run_ok(tmp_path / "results", share_warmup=False)
     assert "restored from the warm-up snapshot" not in _run_log(exp)
     assert not (exp / "warmup").exists()
@@ -75,7 +75,7 @@ def test_a_snapshot_of_other_settings_is_not_used(ref, tmp_path):
     """A warm-up snapshot written with another learning rate is ignored: the method trains its own."""
     results = tmp_path / "results"
     first = run_ok(results, methods="[inherit]", folds="[0]", lr=0.002)
-    assert (first / "warmup" / "fold_0" / "warmup_key.json").is_file()
+    assert (first / "warmup" / "snapshot_fold_0" / "warmup_key.json").is_file()
     exp = run_ok(results, log_name="second.log", methods="[sssl]", folds="[0]")
     log = (results.parent / f"{results.name}-second.log").read_text(errors="replace")
     assert "restored from the warm-up snapshot" not in log
