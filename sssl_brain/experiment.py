@@ -238,7 +238,7 @@ def warmup_key(hp):
 
 
 def warmup_snapshot_folder(hp):
-    """``<experiment_folder>/warmup/snapshot_fold_<k>``: the warm-up snapshot shared by a fold.s methods."""
+    """``<experiment_folder>/warmup/snapshot_fold_<k>``: the warm-up snapshot shared by a fold's methods."""
     return os.path.join(hp["experiment_folder"], "warmup", f"snapshot_fold_{int(hp['fold'])}")
 
 
