@@ -97,6 +97,15 @@ def _complete_checkpoints(folder):
                   if os.path.isfile(os.path.join(p, METAFNAME)))
 
 
+def _link_checkpoints(src, dest):
+    """Hard-links (or copies) every complete checkpoint folder of ``src`` into ``dest``, replacing any."""
+    os.makedirs(dest, exist_ok=True)
+    for ckpt in _complete_checkpoints(src):
+        target = os.path.join(dest, os.path.basename(ckpt))
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ckpt, target, copy_function=_link_or_copy)
+
+
 def save_warmup_snapshot(save_folder, snapshot_folder, key, train_log=None):
     """Keeps the checkpoints of the end of the warm-up so that another method of the fold can start there.
 
@@ -133,9 +142,7 @@ def save_warmup_snapshot(save_folder, snapshot_folder, key, train_log=None):
     """
     tmp = f"{snapshot_folder}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "save"))
-    for ckpt in _complete_checkpoints(save_folder):
-        shutil.copytree(ckpt, os.path.join(tmp, "save", os.path.basename(ckpt)), copy_function=_link_or_copy)
+    _link_checkpoints(save_folder, os.path.join(tmp, "save"))
     if train_log and os.path.isfile(train_log):
         shutil.copy2(train_log, os.path.join(tmp, "train_log.txt"))
     atomic_write_text(os.path.join(tmp, SNAPSHOT_KEY_FILE), json.dumps(key, sort_keys=True, indent=1))
@@ -195,11 +202,7 @@ def restore_warmup_snapshot(snapshot_folder, save_folder, key, train_log=None):
         if json.load(f) != json.loads(json.dumps(key)):
             logger.info("%s: warm-up snapshot of other settings, not used", snapshot_folder)
             return False
-    os.makedirs(save_folder, exist_ok=True)
-    for ckpt in _complete_checkpoints(os.path.join(snapshot_folder, "save")):
-        dest = os.path.join(save_folder, os.path.basename(ckpt))
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(ckpt, dest, copy_function=_link_or_copy)
+    _link_checkpoints(os.path.join(snapshot_folder, "save"), save_folder)
     log = os.path.join(snapshot_folder, "train_log.txt")
     if train_log and os.path.isfile(log):
         shutil.copy2(log, train_log)

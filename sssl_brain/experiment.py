@@ -371,8 +371,37 @@ def run_features_svm_fold(hp, exp):
     return write_fold_metrics(folder, out.rows, extra=extra)
 
 
+def load_experiment(hparams_file, overrides, songs_csv, valence_threshold, arousal_threshold, truth_csv):
+    """The checked hyperparameters and the :class:`Experiment` of a run (thresholds: the yaml's win)."""
+    hp = load_hparams(hparams_file, overrides)
+    check_experiment_hparams(hp)
+    if hp["valence_threshold"] is not None:
+        valence_threshold = float(hp["valence_threshold"])
+    if hp["arousal_threshold"] is not None:
+        arousal_threshold = float(hp["arousal_threshold"])
+    return hp, Experiment(hp, songs_csv, valence_threshold, arousal_threshold, truth_csv)
+
+
+def train_folds(hparams_file, run_opts, overrides, exp, runs):
+    """Trains each ``(method, fold)`` of ``runs`` in order; a finished fold (its metrics.json) is skipped."""
+    for method, fold in runs:
+        fold_hp = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
+        done = os.path.join(fold_hp["output_folder"], "metrics.json")
+        if os.path.isfile(done):
+            logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
+            continue
+        logger.info("%s fold %d: training in %s", method, fold, fold_hp["output_folder"])
+        if method in SONG_METHODS:
+            if if_main_process():
+                run_features_svm_fold(fold_hp, exp)
+        else:
+            run_fold(fold_hp, run_opts, exp)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+
 def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_threshold=0.5,
-                   arousal_threshold=0.5, truth_csv=None, tables=True):
+                   arousal_threshold=0.5, truth_csv=None):
     """Runs every requested method and fold, then writes results.md / results.csv.
 
     Arguments
@@ -389,44 +418,24 @@ def run_experiment(hparams_file, run_opts, overrides, songs_csv, valence_thresho
         The recipe's default thresholds; the yaml's values win when not null.
     truth_csv : str, optional
         ``truth/segment_truth.csv`` where it exists.
-    tables : bool
-        Write results.md / results.csv at the end (False in a ``fold_jobs`` process).
 
     Returns
     -------
     list of dict
-        The rows of results.csv (None on other ranks than the main one, or without ``tables``).
+        The rows of results.csv.
     """
     overrides = parse_overrides(overrides)
-    hp = load_hparams(hparams_file, overrides)
-    check_experiment_hparams(hp)
-    if hp["valence_threshold"] is not None:
-        valence_threshold = float(hp["valence_threshold"])
-    if hp["arousal_threshold"] is not None:
-        arousal_threshold = float(hp["arousal_threshold"])
-    exp = Experiment(hp, songs_csv, valence_threshold, arousal_threshold, truth_csv)
+    hp, exp = load_experiment(hparams_file, overrides, songs_csv, valence_threshold, arousal_threshold,
+                              truth_csv)
     folds = list(range(int(hp["n_folds"]))) if hp["folds"] is None else [int(k) for k in hp["folds"]]
-    jobs = min(int(hp.get("fold_jobs") or 1), len(folds))
+    jobs = min(int(hp.get("fold_jobs", 1)), len(folds))
     if jobs > 1:
         run_fold_jobs(jobs, folds, (hparams_file, run_opts, overrides, songs_csv, valence_threshold,
                                     arousal_threshold, truth_csv))
-        folds = []  # all trained by the jobs; the tables below read their outputs
-    for method in hp["methods"] if folds else ():
-        for fold in folds:
-            fold_hp = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
-            done = os.path.join(fold_hp["output_folder"], "metrics.json")
-            if os.path.isfile(done):
-                logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
-                continue
-            logger.info("%s fold %d: training in %s", method, fold, fold_hp["output_folder"])
-            if method in SONG_METHODS:
-                if if_main_process():
-                    run_features_svm_fold(fold_hp, exp)
-            else:
-                run_fold(fold_hp, run_opts, exp)
-            if torch.distributed.is_initialized():
-                torch.distributed.barrier()
-    if not if_main_process() or not tables:
+    else:
+        train_folds(hparams_file, run_opts, overrides, exp,
+                    [(method, fold) for method in hp["methods"] for fold in folds])
+    if not if_main_process():
         return None
     rows = collect_results(hp["experiment_folder"])
     title = f"{hp['dataset']}: {exp.target}, {float(hp['seg_dur']):g} s segments, seed {hp['seed']}"
@@ -439,9 +448,9 @@ def _fold_job(threads, folds, args):
     torch.set_num_threads(threads)
     hparams_file, run_opts, overrides, *rest = args
     run_opts = {**run_opts, "noprogressbar": True}  # several jobs share the console
-    for fold in folds:  # fold after fold: a stopped run has whole folds (every method) finished
-        run_experiment(hparams_file, run_opts, {**overrides, "folds": [fold], "fold_jobs": 1}, *rest,
-                       tables=False)
+    hp, exp = load_experiment(hparams_file, overrides, *rest)
+    # fold after fold: a stopped run has whole folds (every method) finished
+    train_folds(hparams_file, run_opts, overrides, exp, [(m, k) for k in folds for m in hp["methods"]])
 
 
 def fold_job_folds(folds, jobs):
@@ -460,7 +469,7 @@ def run_fold_jobs(jobs, folds, args):
 
     Each process gets ``max(1, torch.get_num_threads() // jobs)`` torch threads
     and runs every method of its folds (:func:`fold_job_folds`) through
-    :func:`run_experiment`; on a 2-core CPU two one-thread processes train
+    :func:`train_folds`; on a 2-core CPU two one-thread processes train
     more segments per second than one process with two threads
     (``benchmarks/bench_epoch.py``). A fold's results depend on the thread
     count, not on the job layout: ``fold_jobs: 2`` with one thread each gives
@@ -477,9 +486,7 @@ def run_fold_jobs(jobs, folds, args):
         The arguments of :func:`run_experiment` (hparams file, run options, overrides, songs table,
         thresholds, truth table).
     """
-    if torch.distributed.is_initialized():
-        raise ConfigError("fold_jobs > 1 does not combine with DDP (torchrun); use fold_jobs: 1")
-    import multiprocessing
+    import multiprocessing  # (torchrun is refused at start-up: check_experiment_hparams)
 
     threads = max(1, torch.get_num_threads() // jobs)
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools

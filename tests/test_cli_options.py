@@ -19,6 +19,7 @@ BAD_OPTIONS = [
     ("target", "happiness", "valence, arousal, quadrant"),
     ("tau", "0", "(0, 1)"),
     ("tau", "1.5", "(0, 1)"),
+    ("fold_jobs", "0", ">= 1"),
 ]
 IDS = [f"{option}={value}" for option, value, _ in BAD_OPTIONS]
 

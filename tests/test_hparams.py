@@ -3,6 +3,9 @@
 import re
 from pathlib import Path
 
+import pytest
+
+from sssl_brain.errors import ConfigError
 from sssl_brain.experiment import check_experiment_hparams, load_hparams
 
 HPARAMS = Path(__file__).resolve().parents[1] / "hparams"
@@ -37,3 +40,11 @@ def test_the_cpu_yaml_loads_and_passes_the_start_up_checks(tmp_path):
     check_experiment_hparams(hp)
     assert (hp["number_of_epochs"], hp["warmup_epochs"], hp["fold_jobs"]) == (6, 3, 2)
     assert hp["model"].channels_last and sum(p.numel() for p in hp["model"].parameters()) < 10 ** 6
+
+
+def test_fold_jobs_is_refused_under_torchrun_at_start_up(tmp_path, monkeypatch):
+    hp = load_hparams(str(HPARAMS / "vgg16_sssl_cpu.yaml"),
+                      {"data_folder": str(tmp_path), "results_folder": str(tmp_path / "results")})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"fold_jobs=2: does not combine with torchrun"):
+        check_experiment_hparams(hp)
