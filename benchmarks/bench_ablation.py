@@ -21,10 +21,11 @@ learning rate, Eq. 9 alone); ``inherit``, ``sssl`` and ``proposed_star`` use
 the yaml's defaults (model selection on validation, annealed learning rate,
 the class-prior penalty); ``sssl_paper_eq`` is ``sssl`` without the
 class-prior penalty (the paper's Eq. 9 with our training schedule);
-``sssl_refine``, ``sssl_coguess`` and ``sssl_rdrop_batch`` add one optional
-guard each to ``sssl``; ``sssl_alpha05`` is ``sssl`` with mixup alpha 0.5
-(DivideMix's value for its real-world-noise data sets); ``features_svm`` is
-the hand-crafted-feature SVM on the same folds.
+``sssl_refine``, ``sssl_coguess``, ``sssl_rdrop_batch`` and ``sssl_refine_u``
+(U's guess blended with its inherited label) add one optional guard each to
+``sssl``; ``sssl_alpha05`` is ``sssl`` with mixup alpha 0.5 (DivideMix's
+value for its real-world-noise data sets); ``features_svm`` is the
+hand-crafted-feature SVM on the same folds.
 
 Usage::
 
@@ -53,7 +54,7 @@ sys.path.insert(0, os.path.join(ROOT, "recipes", "demo"))
 from sssl_brain.io_utils import atomic_write_text, read_csv_dicts  # noqa: E402
 
 PAPER_GUARDS = ["--prior_weight=0", "--refine_labels=False", "--pseudo_labels=step",
-                "--rdrop_reduction=unlabeled"]
+                "--rdrop_reduction=unlabeled", "--unlabeled_targets=guess"]
 PAPER_TRAINING = ["--selection_metric=last", "--lr_final_ratio=1"]
 CONFIGS = {
     "inherit_paper": ["--methods=[inherit]"] + PAPER_TRAINING,
@@ -63,6 +64,7 @@ CONFIGS = {
     "sssl": ["--methods=[sssl]"],
     "sssl_refine": ["--methods=[sssl]", "--refine_labels=True"],
     "sssl_coguess": ["--methods=[sssl]", "--pseudo_labels=co_guess"],
+    "sssl_refine_u": ["--methods=[sssl]", "--unlabeled_targets=refined"],
     "sssl_rdrop_batch": ["--methods=[sssl]", "--rdrop_reduction=batch"],
     "sssl_alpha05": ["--methods=[sssl]", "--mixup_alpha=0.5"],
     "proposed_star": ["--methods=[proposed_star]"],
@@ -110,6 +112,13 @@ def fold_summary(fold_dir, warmup):
     prec = [float(r["clean_precision"]) for r in read_csv_dicts(part)
             if r["clean_precision"] != ""] if os.path.isfile(part) else []
     out["clean_precision"] = float(np.mean(prec)) if prec else None
+    # U's inherited labels, the model's guesses and the refined guesses against the truth, weighted by |U|
+    rows = read_csv_dicts(part) if os.path.isfile(part) else []
+    rows = [r for r in rows if r.get("u_label_acc_truth", "") != ""]
+    n_u = np.array([int(r["n_noisy"]) for r in rows], dtype=float)
+    for key in ("u_label", "u_guess", "u_refined"):
+        acc = np.array([float(r[f"{key}_acc_truth"]) for r in rows if r.get(f"{key}_acc_truth", "") != ""])
+        out[key] = float(np.average(acc, weights=n_u)) if acc.size and acc.size == n_u.size else None
     stats_file = os.path.join(fold_dir, "epoch_stats.csv")
     stats = read_csv_dicts(stats_file) if os.path.isfile(stats_file) else []
     valid = {int(r["epoch"]): float(r["valid_acc"]) for r in stats if r["valid_acc"] != ""}
@@ -126,9 +135,9 @@ def summarise(args, names):
     lines = [f"Ablation on `{args.recipe}` (folds {args.folds}; seed 1986; percent, mean ± std over folds)",
              "",
              "| config | folds | SVM acc | SVM F1 | majority acc | mean-prob acc | seg acc (inherited) | "
-             "seg acc (truth) | reference | max class share | X precision | "
-             "valid acc end warm-up -> min after | selected epochs |",
-             "|---|" + "---|" * 12]
+             "seg acc (truth) | reference | max class share | X precision | U acc (truth): label / guess / "
+             "refined | valid acc end warm-up -> min after | selected epochs |",
+             "|---|" + "---|" * 13]
     curves = []
     for name in names:
         method = CONFIGS[name][0].split("[")[1].rstrip("]")
@@ -145,11 +154,12 @@ def summarise(args, names):
         valid = "; ".join(f"{100 * r['valid_end_warmup']:.1f} -> {100 * r['valid_min_after']:.1f}"
                           if r["valid_end_warmup"] is not None and r["valid_min_after"] is not None else "-"
                           for r in rows)
+        u_acc = " / ".join(col(k) for k in ("u_label", "u_guess", "u_refined")) if col("u_label") else ""
         selected = "/".join(str(r["selected_epoch"]) for r in rows if r["selected_epoch"] is not None)
         lines.append(f"| {name} | {len(rows)} | {col('svm_accuracy')} | {col('svm_macro_f1')} | "
                      f"{col('majority_accuracy')} | {col('mean_accuracy')} | {col('seg_label')} | "
                      f"{col('seg_truth')} | {col('reference')} | {shares} | {col('clean_precision')} | "
-                     f"{valid} | {selected} |")
+                     f"{u_acc} | {valid} | {selected} |")
         for k, r in zip(done, rows):
             if r["valid_by_epoch"]:
                 curve = " ".join(f"{100 * v:.1f}" for v in r["valid_by_epoch"])

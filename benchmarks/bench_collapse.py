@@ -7,7 +7,7 @@ two biases), no warm-up, 6 SSSL epochs, constant learning rate 1e-3. Printed per
 seed: the share of class 0 among the final predictions on the training segments (50 % =
 balanced) and the accuracy against the segments' true classes.
 
-Usage: python benchmarks/bench_collapse.py [--seeds 0,1] [--epochs 6] [--bias 3]
+Usage: python benchmarks/bench_collapse.py [--seeds 0,1] [--epochs 6] [--bias 3] [--rows 0,1]
 """
 
 import argparse
@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams  # noqa: E402
 
-PAPER = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step", "rdrop_reduction": "unlabeled"}
+PAPER = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step", "rdrop_reduction": "unlabeled",
+         "unlabeled_targets": "guess"}
 STEPS = {
     "the paper's (Eq. 9 alone)": PAPER,
     "+ prior penalty (the default)": {**PAPER, "prior_weight": 1.0},
@@ -32,6 +33,7 @@ STEPS = {
     "+ prior + co-guessing": {**PAPER, "prior_weight": 1.0, "pseudo_labels": "co_guess"},
     "+ prior + R-Drop batch reduction": {**PAPER, "prior_weight": 1.0, "rdrop_reduction": "batch"},
     "+ prior + epoch-start guesses": {**PAPER, "prior_weight": 1.0, "pseudo_labels": "epoch"},
+    "+ prior + refined U targets": {**PAPER, "prior_weight": 1.0, "unlabeled_targets": "refined"},
     "all four": {"prior_weight": 1.0, "refine_labels": True, "pseudo_labels": "co_guess",
                  "rdrop_reduction": "batch"},
 }
@@ -58,6 +60,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--bias", type=float, default=3.0)
+    ap.add_argument("--rows", default=None, help="row numbers, e.g. 0,1 (0: the paper's step); default all")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     torch.set_num_threads(1)
@@ -67,7 +70,10 @@ def main(argv=None):
         segments, _ = make_noisy_segments(os.path.join(work, "data"), n_songs=24, segs_per_song=10, noise=0.3,
                                           seed=0)
         print("| SSSL step | class-0 share % | accuracy vs. truth % |\n|---|---|---|")
+        rows = None if args.rows is None else {int(r) for r in args.rows.split(",")}
         for step, (name, options) in enumerate(STEPS.items()):
+            if rows is not None and step not in rows:
+                continue
             runs = [biased_run(os.path.join(work, f"step{step}_seed{seed}"), segments, seed, args.epochs,
                                args.bias, options) for seed in seeds]
             print(f"| {name} | " + " / ".join(f"{100 * a:.1f}" for a, _ in runs) + " | "

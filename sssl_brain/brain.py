@@ -51,7 +51,7 @@ METHODS = ("sssl", "proposed_star", "inherit")
 PARTITION_COLUMNS = [
     "epoch", "n_clean", "n_noisy", "clean_frac", "gmm_mean_low", "gmm_mean_high", "per_class", "fallback",
     "class_tv", "clean_precision", "clean_recall", "train_seg_acc_truth", "train_seg_acc_label",
-    "train_pred_dist", "train_collapse",
+    "train_pred_dist", "train_collapse", "u_label_acc_truth", "u_guess_acc_truth", "u_refined_acc_truth",
 ]
 #: One row per epoch and method (``epoch_stats.csv``): what the model predicts, on which data.
 EPOCH_COLUMNS = [
@@ -60,6 +60,8 @@ EPOCH_COLUMNS = [
 ]
 PSEUDO_LABEL_SOURCES = ("step", "co_guess", "epoch")
 RDROP_REDUCTIONS = ("unlabeled", "batch")
+#: What U's target is built from: the sharpened guess (the paper) or the guess refined by the inherited label.
+UNLABELED_TARGETS = ("guess", "refined")
 #: ``selection_metric`` -> (its key in the validation stats and the checkpoint meta, direction);
 #: ``last``: no selection.
 SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("song_acc", "max"),
@@ -69,12 +71,13 @@ SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("
 AFTER_WARMUP_HPARAMS = (
     "method", "methods", "tau", "sharpen_temperature", "mixup_alpha", "rdrop_lambda", "gmm_max_iter",
     "gmm_tol", "gmm_reg_covar", "gmm_per_class", "plot_partition", "prior_weight", "refine_labels",
-    "pseudo_labels", "rdrop_reduction", "song_theta", "svm_grid_search", "svm_C", "svm_gamma",
-    "share_warmup", "fold_jobs",
+    "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
+    "svm_gamma", "share_warmup", "fold_jobs",
 )
 #: Values of the optional SSSL settings when the hyperparameters lack them (the paper's step).
 OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
-                   "rdrop_reduction": "unlabeled", "selection_metric": "last", "collapse_margin": 0.25}
+                   "rdrop_reduction": "unlabeled", "unlabeled_targets": "guess", "selection_metric": "last",
+                   "collapse_margin": 0.25}
 
 
 def check_sssl_hparams(hparams):
@@ -96,6 +99,7 @@ def check_sssl_hparams(hparams):
     if float(option["prior_weight"]) < 0:
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
     choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES), ("rdrop_reduction", RDROP_REDUCTIONS),
+               ("unlabeled_targets", UNLABELED_TARGETS),
                ("selection_metric", tuple(SELECTION_METRICS)))
     for key, allowed in choices:
         if option[key] not in allowed:
@@ -298,7 +302,9 @@ class SSSLBrain(sb.Brain):
         (p from the epoch-start partition pass); U gets the sharpened guess of
         ``pseudo_labels`` (``step``: this step's prediction, the paper;
         ``co_guess``: its mean with the epoch-start prediction; ``epoch``: the
-        epoch-start prediction alone).
+        epoch-start prediction alone); with ``unlabeled_targets: refined`` the
+        guess is first blended with U's inherited label by the clean posterior
+        (``w y + (1 - w) p``, :func:`sssl_brain.sssl.refine_labels`), then sharpened.
 
         Returns
         -------
@@ -337,6 +343,8 @@ class SSSLBrain(sb.Brain):
         if n_u:
             guess = {"step": lambda: step_probs, "epoch": lambda: epoch_probs[noisy],
                      "co_guess": lambda: co_guess(step_probs, epoch_probs[noisy])}[source]()
+            if self._option("unlabeled_targets") == "refined":
+                guess = refine_labels(targets[noisy], guess, self.clean_prob[index][noisy])
             targets = targets.clone()
             targets[noisy] = sharpen(guess, temperature).to(targets.dtype)
         if l_kl is None:
@@ -434,13 +442,22 @@ class SSSLBrain(sb.Brain):
         row = {k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()}
         dist = np.bincount(pred, minlength=int(self.hparams.n_classes)) / max(1, pred.size)
         collapsed = self._collapsed(dist, f"epoch {epoch}, training segments at the start of the epoch")
-        row.update(clean_precision="", clean_recall="", train_seg_acc_truth="",
+        row.update(clean_precision="", clean_recall="", train_seg_acc_truth="", u_label_acc_truth="",
+                   u_guess_acc_truth="", u_refined_acc_truth="",
                    train_seg_acc_label=_fmt((pred == self.train_labels).mean()),
                    train_pred_dist=format_distribution(dist), train_collapse=int(collapsed))
         if self.train_correct is not None:
             prec, rec = partition_precision_recall(result.clean, self.train_correct)
             row.update(clean_precision=_fmt(prec), clean_recall=_fmt(rec))
             row["train_seg_acc_truth"] = _fmt((pred == self.train_truth).mean())
+            noisy = ~np.asarray(result.clean, dtype=bool)
+            if noisy.any():  # can relabelling U help? its inherited labels vs. the model's guesses
+                row["u_label_acc_truth"] = _fmt(self.train_correct[noisy].mean())
+                row["u_guess_acc_truth"] = _fmt((pred[noisy] == self.train_truth[noisy]).mean())
+                onehot = np.eye(probs.shape[1])[self.train_labels[noisy]]
+                w = np.asarray(result.clean_prob, dtype=np.float64)[noisy, None]
+                refined = (w * onehot + (1.0 - w) * probs[noisy]).argmax(axis=1)
+                row["u_refined_acc_truth"] = _fmt((refined == self.train_truth[noisy]).mean())
         self.state.history = [h for h in self.state.history if int(h["epoch"]) < epoch] + [row]
         msg = ", ".join(f"{k}={v}" for k, v in row.items() if v != "")
         logger.info("partition: %s", msg)

@@ -213,7 +213,10 @@ def _plain(value):
 
 
 #: Per-method paths and the snapshot's own settings, left out of the warm-up key.
-_NOT_IN_WARMUP_KEY = ("output_folder", "save_folder", "train_log", "warmup_snapshot", "warmup_key", "folds")
+#: Paths that only say where outputs go (the snapshot lives in the experiment folder, so renaming or
+#: linking it keeps its warm-up usable) and the run's list of folds: not part of the warm-up key.
+_NOT_IN_WARMUP_KEY = ("output_folder", "save_folder", "train_log", "warmup_snapshot", "warmup_key", "folds",
+                      "experiment_folder", "results_folder")
 
 
 def warmup_key(hp):
@@ -224,7 +227,8 @@ def warmup_key(hp):
     selection metric, the fold index...) except the list of folds of the
     run, those that act only after the
     warm-up or in stage 2 (:data:`sssl_brain.brain.AFTER_WARMUP_HPARAMS`,
-    the ``hc_*`` options of features_svm) and the method's own paths. Two
+    the ``hc_*`` options of features_svm), the method's own paths and the
+    experiment and results folders (where outputs go). Two
     methods of a fold with the same key train the same warm-up epochs.
     """
     skip = set(AFTER_WARMUP_HPARAMS) | set(_NOT_IN_WARMUP_KEY)

@@ -10,6 +10,7 @@ from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams
 
 from sssl_brain.brain import SSSLForward, check_sssl_hparams
 from sssl_brain.errors import ConfigError
+from sssl_brain.partition import PartitionResult
 
 LOADER = {"batch_size": 16, "shuffle": True}
 
@@ -81,6 +82,33 @@ def test_proposed_star_and_batches_without_u_or_x(noisy, tmp_path):
                 assert parts["l_kl"] == 0.0
             else:
                 assert parts["l_kl"] > 0.0  # dropout makes the two passes differ
+
+
+def test_refined_unlabeled_targets_blend_the_guess_with_the_inherited_label(noisy, tmp_path):
+    # U's target, by hand: sharpen(guess) [paper] or sharpen(w y + (1 - w) guess) (unlabeled_targets=refined)
+    from sssl_brain.sssl import sharpen, soft_cross_entropy
+
+    _, segments, _ = noisy
+    brain, dataset, _ = _train(tmp_path / "refine_u", segments, "proposed_star", epochs=2, warmup=1)
+    n = len(dataset)
+    batch = next(iter(brain.make_dataloader(dataset, stage=None, ckpt_prefix=None, batch_size=n)))
+    brain.clean_mask = torch.zeros(n, dtype=torch.bool)  # every segment in U
+    brain.clean_prob = torch.full((n,), 0.25)
+    brain.epoch_probs = torch.tensor([[0.6, 0.4]]).repeat(n, 1)
+    brain.hparams.mixup_alpha, brain.hparams.prior_weight, brain.hparams.pseudo_labels = 0.0, 0.0, "epoch"
+    labels = torch.nn.functional.one_hot(batch.label.data[:, 0], 2).float()
+    guess = brain.epoch_probs
+    for option, target in (("guess", sharpen(guess, 0.5)),
+                           ("refined", sharpen(0.25 * labels + 0.75 * guess, 0.5))):
+        brain.hparams.unlabeled_targets = option
+        torch.manual_seed(3)
+        loss, parts = brain.sssl_objective(batch)
+        torch.manual_seed(3)  # the same dropout masks
+        expected = soft_cross_entropy(brain.modules.model(batch.feats.data).float(), target)
+        assert parts["n_u"] == n
+        torch.testing.assert_close(loss, expected)
+    assert (batch.label.data[:, 0] == 1).any()  # labels that disagree with the guess: the targets differ
+    assert not torch.allclose(sharpen(guess, 0.5), sharpen(0.25 * labels + 0.75 * guess, 0.5))
 
 
 def test_rdrop_passes_share_one_trunk_pass():
@@ -176,6 +204,17 @@ def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, c
     row = _rows(tmp_path / "partition.csv")[-1]
     assert row["train_pred_dist"] == "1.000/0.000" and row["train_collapse"] == "1"
     assert any("prediction collapse" in r.getMessage() for r in caplog.records)
+    assert row["fallback"] == "class_bias_per_class" and row["u_label_acc_truth"] == ""  # all labeled: no U
+    # a partition whose U is exactly the wrongly labeled segments: U's inherited labels are never
+    # right, the model's guess (class 0 everywhere) is right where U's truth is class 0
+    wrong = ~brain.train_correct
+    oracle = PartitionResult(clean_prob=brain.train_correct.astype(float), clean=brain.train_correct,
+                             means=(0.0, 1.0), n_clean=int((~wrong).sum()), n_noisy=int(wrong.sum()))
+    brain._log_partition(3, brain.last_losses, brain.last_probs, oracle)
+    row = _rows(tmp_path / "partition.csv")[-1]
+    assert row["epoch"] == "3" and float(row["u_label_acc_truth"]) == 0.0
+    assert float(row["u_guess_acc_truth"]) == pytest.approx((brain.train_truth[wrong] == 0).mean())
+    assert 0 < float(row["u_guess_acc_truth"]) < 1
     assert brain._collapsed(np.array([0.55, 0.45]), "test") is False
 
 
@@ -183,35 +222,47 @@ def test_new_sssl_options_are_checked_at_start_up():
     base = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
             "warmup_epochs": 1}
     for key, value in (("prior_weight", -1), ("pseudo_labels", "teacher"), ("rdrop_reduction", "sum"),
+                       ("unlabeled_targets", "truth"),
                        ("selection_metric", "test_acc"), ("collapse_margin", 2)):
         with pytest.raises(ConfigError, match=key):
             check_sssl_hparams({**base, key: value})
 
 
 PAPER_STEP = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
-              "rdrop_reduction": "unlabeled"}
+              "rdrop_reduction": "unlabeled", "unlabeled_targets": "guess"}
 
 
-def _biased_run(folder, segments, **options):
-    """6 SSSL epochs (no warm-up) of a model whose output starts strongly biased to class 0."""
+def test_the_prior_penalty_pushes_a_biased_model_back_to_the_label_prior(noisy, tmp_path):
+    # The confirmation-bias loop: a model leaning to class 0 gives class 0 low losses and sharpened
+    # guesses of class 0 for U. One SSSL step of the paper (Eq. 9) and of the default (Eq. 9 + the
+    # class-prior penalty) from the same model, batch and dropout masks: the penalty's gradient lowers
+    # the over-predicted class's output bias and raises the other's. (Whole 6-epoch runs from such a
+    # model end anywhere from 13 % to 100 % class 0 depending on the seed and the CPU, with or without
+    # the penalty: benchmarks/bench_collapse.py; a run's end state is no test.)
+    _, segments, _ = noisy
     torch.set_num_threads(1)
-    hp = tiny_hparams(str(folder), method="sssl", epochs=6, warmup=0, seed=0, plot_partition=False, **options)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=1, warmup=0, seed=0, plot_partition=False,
+                      **PAPER_STEP)
+    last = [m for m in hp["model"].modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
-        last = [m for m in hp["model"].modules() if isinstance(m, torch.nn.Linear)][-1]
         last.bias[0] += 3.0
         last.bias[1] -= 3.0
     brain = make_brain(hp)
     dataset = datasets(segments)
-    brain.fit(hp["epoch_counter"], dataset, None, train_loader_kwargs=LOADER)
-    return float((brain.predict_probs(dataset).argmax(1) == 0).mean())
-
-
-def test_a_biased_model_collapses_with_the_papers_step_not_with_the_prior_penalty(noisy, tmp_path):
-    # The confirmation-bias loop: a model leaning to class 0 gives class 0 low losses, its sharpened
-    # guesses push further. With the paper's step (Eq. 9 alone) it ends predicting class 0 for almost
-    # every segment (balanced labels: 50 %); the class-prior penalty keeps both classes.
-    _, segments, _ = noisy
-    paper = _biased_run(tmp_path / "paper", segments, **PAPER_STEP)
-    guarded = _biased_run(tmp_path / "prior", segments, **{**PAPER_STEP, "prior_weight": 1.0})
-    assert paper > 0.9, paper
-    assert guarded < 0.8, guarded
+    n = len(dataset)
+    batch = next(iter(brain.make_dataloader(dataset, stage=None, ckpt_prefix=None, batch_size=n)))
+    brain.modules.train()
+    brain.clean_mask = torch.arange(n) % 2 == 0  # half X, half U
+    brain.class_prior = torch.tensor([0.5, 0.5])
+    grads = {}
+    for weight in (0.0, 1.0):
+        brain.hparams.prior_weight = weight
+        brain.mix_generator = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        last.bias.grad = None
+        loss, parts = brain.sssl_objective(batch)
+        loss.backward()
+        grads[weight] = last.bias.grad.clone()
+        assert (parts["l_prior"] > 0.1) == (weight > 0)  # mean prediction far from the 50/50 prior
+    push = grads[1.0] - grads[0.0]  # the penalty's own gradient on the two output biases
+    assert push[0] > 0.05 and push[1] < -0.05, push  # descent: class 0 down, class 1 up
