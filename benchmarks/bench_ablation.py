@@ -109,12 +109,11 @@ def fold_summary(fold_dir, warmup):
     known = [r for r in seg if r.get("truth", "") not in ("", "-1")]
     out["reference"] = float(np.mean([r["label"] == r["truth"] for r in known])) if known else None
     part = os.path.join(fold_dir, "partition.csv")
-    prec = [float(r["clean_precision"]) for r in read_csv_dicts(part)
-            if r["clean_precision"] != ""] if os.path.isfile(part) else []
+    part_rows = read_csv_dicts(part) if os.path.isfile(part) else []
+    prec = [float(r["clean_precision"]) for r in part_rows if r["clean_precision"] != ""]
     out["clean_precision"] = float(np.mean(prec)) if prec else None
     # U's inherited labels, the model's guesses and the refined guesses against the truth, weighted by |U|
-    rows = read_csv_dicts(part) if os.path.isfile(part) else []
-    rows = [r for r in rows if r.get("u_label_acc_truth", "") != ""]
+    rows = [r for r in part_rows if r.get("u_label_acc_truth", "") != ""]
     n_u = np.array([int(r["n_noisy"]) for r in rows], dtype=float)
     for key in ("u_label", "u_guess", "u_refined"):
         acc = np.array([float(r[f"{key}_acc_truth"]) for r in rows if r.get(f"{key}_acc_truth", "") != ""])

@@ -454,10 +454,10 @@ class SSSLBrain(sb.Brain):
             if noisy.any():  # can relabelling U help? its inherited labels vs. the model's guesses
                 row["u_label_acc_truth"] = _fmt(self.train_correct[noisy].mean())
                 row["u_guess_acc_truth"] = _fmt((pred[noisy] == self.train_truth[noisy]).mean())
-                onehot = np.eye(probs.shape[1])[self.train_labels[noisy]]
-                w = np.asarray(result.clean_prob, dtype=np.float64)[noisy, None]
-                refined = (w * onehot + (1.0 - w) * probs[noisy]).argmax(axis=1)
-                row["u_refined_acc_truth"] = _fmt((refined == self.train_truth[noisy]).mean())
+                onehot = F.one_hot(torch.as_tensor(self.train_labels[noisy]), probs.shape[1]).double()
+                refined = refine_labels(onehot, torch.as_tensor(probs[noisy]),
+                                        torch.as_tensor(np.asarray(result.clean_prob)[noisy])).argmax(1)
+                row["u_refined_acc_truth"] = _fmt((refined.numpy() == self.train_truth[noisy]).mean())
         self.state.history = [h for h in self.state.history if int(h["epoch"]) < epoch] + [row]
         msg = ", ".join(f"{k}={v}" for k, v in row.items() if v != "")
         logger.info("partition: %s", msg)

@@ -212,9 +212,9 @@ def _plain(value):
     return None
 
 
-#: Per-method paths and the snapshot's own settings, left out of the warm-up key.
-#: Paths that only say where outputs go (the snapshot lives in the experiment folder, so renaming or
-#: linking it keeps its warm-up usable) and the run's list of folds: not part of the warm-up key.
+#: Left out of the warm-up key: per-method paths, the snapshot's own settings, the run's list of folds
+#: and the folders that only say where outputs go (the snapshot lives in the experiment folder, so
+#: renaming or linking it keeps its warm-up usable).
 _NOT_IN_WARMUP_KEY = ("output_folder", "save_folder", "train_log", "warmup_snapshot", "warmup_key", "folds",
                       "experiment_folder", "results_folder")
 

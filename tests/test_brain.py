@@ -215,6 +215,7 @@ def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, c
     assert row["epoch"] == "3" and float(row["u_label_acc_truth"]) == 0.0
     assert float(row["u_guess_acc_truth"]) == pytest.approx((brain.train_truth[wrong] == 0).mean())
     assert 0 < float(row["u_guess_acc_truth"]) < 1
+    assert row["u_refined_acc_truth"] == row["u_guess_acc_truth"]  # w = 0 on U: refined = the guess
     assert brain._collapsed(np.array([0.55, 0.45]), "test") is False
 
 
