@@ -27,6 +27,9 @@ setup(
     ],
     extras_require={"dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
     entry_points={
-        "console_scripts": ["sssl-classify=sssl_brain.cli:main", "sssl-export=sssl_brain.export:main"]
+        "console_scripts": [
+            "sssl-classify=sssl_brain.inference.cli:main",
+            "sssl-export=sssl_brain.inference.export:main",
+        ]
     },
 )

@@ -51,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "recipes", "demo"))
 
-from sssl_brain.io_utils import atomic_write_text, read_csv_dicts  # noqa: E402
+from sssl_brain.utils.io_utils import atomic_write_text, read_csv_dicts  # noqa: E402
 
 PAPER_GUARDS = ["--prior_weight=0", "--refine_labels=False", "--pseudo_labels=step",
                 "--rdrop_reduction=unlabeled", "--unlabeled_targets=guess"]
@@ -216,7 +216,7 @@ def main(argv=None):
         ap.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
     model = [o for o in DEMO_OVERRIDES if not o.startswith(("--methods", "--n_folds", "--max_song_duration"))]
     if args.recipe == "demo":
-        from sssl_brain.demo_data import generate_demo_dataset
+        from demo_data import generate_demo_dataset
 
         data = args.data_folder or os.path.join(ROOT, "demo_data")
         generate_demo_dataset(data, n_songs=160, seed=0, min_duration=20, max_duration=30)

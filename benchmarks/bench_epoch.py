@@ -49,8 +49,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams  # noqa: E402
 
-import sssl_brain.plots  # noqa: E402
-from sssl_brain.models import VGG16  # noqa: E402
+import sssl_brain.utils.plots  # noqa: E402
+from sssl_brain.lobes.vgg16 import VGG16  # noqa: E402
 
 #: The benchmarked segment models: name -> VGG16 keyword arguments.
 MODELS = {
@@ -125,8 +125,8 @@ class EpochProfile:
         self._wrap("compute_partition", "partition_all")
         save = brain.checkpointer.save_and_keep_only
         brain.checkpointer.save_and_keep_only = self._timed(save, "checkpoint")
-        original_plot = sssl_brain.plots.plot_partition_histogram
-        sssl_brain.plots.plot_partition_histogram = self._timed(original_plot, "partition_plot")
+        original_plot = sssl_brain.utils.plots.plot_partition_histogram
+        sssl_brain.utils.plots.plot_partition_histogram = self._timed(original_plot, "partition_plot")
         start, end = brain.on_stage_start, brain.on_stage_end
 
         def on_stage_start(stage, epoch=None):

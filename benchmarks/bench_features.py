@@ -1,8 +1,8 @@
-"""Speed of the log-mel features: librosa reference vs sssl_brain.features.log_mel.
+"""Speed of the log-mel features: librosa reference vs sssl_brain.dataio.features.log_mel.
 
 Prints seconds of audio processed per second of wall time (higher is faster)
 for the librosa recipe (melspectrogram + power_to_db) and for
-``sssl_brain.features.log_mel``, side by side with their ratio and the
+``sssl_brain.dataio.features.log_mel``, side by side with their ratio and the
 largest difference in dB; then the same for whole files (read + resample +
 features) and for a cache build with 1 and 2 worker processes.
 
@@ -29,8 +29,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sssl_brain.audio import load_audio  # noqa: E402
-from sssl_brain.features import FeatureCache, FeatureConfig, extract_file, log_mel  # noqa: E402
+from sssl_brain.dataio.audio import load_audio  # noqa: E402
+from sssl_brain.dataio.features import FeatureCache, FeatureConfig, extract_file, log_mel  # noqa: E402
 
 
 def librosa_log_mel(y, config):

@@ -27,10 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from audio_fixtures import write_audio  # noqa: E402
 from model_fixtures import fold_by_hand  # noqa: E402
 
-from sssl_brain.audio import audio_duration  # noqa: E402
-from sssl_brain.export import export_fold  # noqa: E402
-from sssl_brain.features import extract_file  # noqa: E402
-from sssl_brain.inference import EmotionRecognizer  # noqa: E402
+from sssl_brain.dataio.audio import audio_duration  # noqa: E402
+from sssl_brain.dataio.features import extract_file  # noqa: E402
+from sssl_brain.inference.export import export_fold  # noqa: E402
+from sssl_brain.inference.recognizer import EmotionRecognizer  # noqa: E402
 
 
 def best_seconds(recognizers, feats, duration, repeats):

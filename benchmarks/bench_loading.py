@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from common import Timer, build_cache, make_songs
 
-from sssl_brain.data import build_segments, segment_dataset
-from sssl_brain.models import VGG16
+from sssl_brain.dataio.dataset import build_segments, segment_dataset
+from sssl_brain.lobes.vgg16 import VGG16
 
 
 def main():

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "recipes", "demo"))
 
-from sssl_brain.io_utils import atomic_write_text, read_csv_dicts  # noqa: E402
+from sssl_brain.utils.io_utils import atomic_write_text, read_csv_dicts  # noqa: E402
 
 PAPER = {"valence": (77.20, 78.37), "arousal": (87.20, 86.67), "quadrant": (76.49, 77.60)}
 TASK_NAMES = {"valence": "valence", "arousal": "arousal", "quadrant": "4 quadrants"}
@@ -39,7 +39,7 @@ TASK_NAMES = {"valence": "valence", "arousal": "arousal", "quadrant": "4 quadran
 
 def model_size(overrides, n_classes):
     """Trainable parameters of the segment model the overrides describe."""
-    from sssl_brain.models import VGG16
+    from sssl_brain.lobes.vgg16 import VGG16
 
     opts = {o[2:].split("=")[0]: o.split("=", 1)[1] for o in overrides if o.startswith("--") and "=" in o}
     model = VGG16(n_classes=n_classes, width_mult=float(opts.get("width_mult", 1.0)),

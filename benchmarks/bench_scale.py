@@ -19,7 +19,7 @@ for each size (the first N songs):
    memory-mapped feature files, at most 64 songs open at once), the number
    of training segments and the epoch time.
 
-Features are memory-mapped per song (``sssl_brain.data``), so the memory of
+Features are memory-mapped per song (``sssl_brain.dataio.dataset``), so the memory of
 the epoch must grow with the songs only by the per-segment index (a few KB
 per segment), far less than the features themselves; the last lines print
 that growth next to the size of the features it would take to hold them.
@@ -117,8 +117,8 @@ def generate(folder, n_songs, duration, seed=0):
 
 def subset_table(songs_csv, n_songs, out_csv):
     """The first ``n_songs`` rows of the songs table (canonical format)."""
-    from sssl_brain.io_utils import atomic_write_csv, read_csv_dicts
-    from sssl_brain.songs import SONG_COLUMNS
+    from sssl_brain.dataio.songs import SONG_COLUMNS
+    from sssl_brain.utils.io_utils import atomic_write_csv, read_csv_dicts
 
     rows = read_csv_dicts(songs_csv)[:n_songs]
     atomic_write_csv(out_csv, rows, SONG_COLUMNS)
@@ -128,8 +128,8 @@ def subset_table(songs_csv, n_songs, out_csv):
 # ----------------------------------------------------------------------------- workers (subprocesses)
 def worker_features(args):
     """Builds the cache of the songs of ``args.table``; prints a JSON line of figures."""
-    from sssl_brain.features import FeatureCache, FeatureConfig
-    from sssl_brain.songs import read_songs_table
+    from sssl_brain.dataio.features import FeatureCache, FeatureConfig
+    from sssl_brain.dataio.songs import read_songs_table
 
     songs = read_songs_table(args.table)
     cache = FeatureCache(args.cache, FeatureConfig())
@@ -149,9 +149,9 @@ def worker_epoch(args):
     import torch
 
     torch.set_num_threads(args.threads)
-    from sssl_brain.brain import SSSLBrain
-    from sssl_brain.data import segment_dataset
+    from sssl_brain.dataio.dataset import segment_dataset
     from sssl_brain.experiment import Experiment, load_hparams
+    from sssl_brain.method.brain import SSSLBrain
 
     overrides = {
         "data_folder": args.folder, "results_folder": os.path.join(args.folder, "results"), "seg_dur": 1.0,

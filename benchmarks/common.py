@@ -9,7 +9,7 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sssl_brain.features import FeatureCache, FeatureConfig  # noqa: E402
+from sssl_brain.dataio.features import FeatureCache, FeatureConfig  # noqa: E402
 
 
 def make_songs(folder, n_songs=20, duration=30.0, sr=22050, seed=0):

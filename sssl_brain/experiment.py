@@ -20,19 +20,28 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from .brain import AFTER_WARMUP_HPARAMS, METHODS, SSSLBrain, check_sssl_hparams
-from .checkpoints import restore_warmup_snapshot
-from .data import build_segments, make_folds, segment_dataset
-from .errors import ConfigError, DataError, SSSLError
-from .features import FeatureCache, FeatureConfig
-from .handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
-from .io_utils import atomic_write_csv, atomic_write_json
-from .labels import CLASS_NAMES, check_target
-from .model_io import save_song_classifier
-from .results import collect_results, plot_confusion_matrix, write_fold_metrics, write_results
-from .segments import segment_hop
-from .song_level import song_level_predictions, svm_song_predictions, write_song_predictions
-from .songs import read_segment_truth, read_songs_table
+from sssl_brain.dataio.dataset import build_segments, make_folds, segment_dataset
+from sssl_brain.dataio.features import FeatureCache, FeatureConfig
+from sssl_brain.dataio.labels import CLASS_NAMES, check_target
+from sssl_brain.dataio.segments import segment_hop
+from sssl_brain.dataio.songs import read_segment_truth, read_songs_table
+from sssl_brain.method.brain import AFTER_WARMUP_HPARAMS, METHODS, SSSLBrain, check_sssl_hparams
+from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
+from sssl_brain.song_level.results import (
+    collect_results,
+    plot_confusion_matrix,
+    write_fold_metrics,
+    write_results,
+)
+from sssl_brain.song_level.stage2 import (
+    song_level_predictions,
+    svm_song_predictions,
+    write_song_predictions,
+)
+from sssl_brain.utils.checkpoints import restore_warmup_snapshot
+from sssl_brain.utils.errors import ConfigError, DataError, SSSLError
+from sssl_brain.utils.io_utils import atomic_write_csv, atomic_write_json
+from sssl_brain.utils.model_io import save_song_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +235,7 @@ def warmup_key(hp):
     data, features, folds, model, optimiser, schedule, batch size, seed,
     selection metric, the fold index...) except the list of folds of the
     run, those that act only after the
-    warm-up or in stage 2 (:data:`sssl_brain.brain.AFTER_WARMUP_HPARAMS`,
+    warm-up or in stage 2 (:data:`sssl_brain.method.brain.AFTER_WARMUP_HPARAMS`,
     the ``hc_*`` options of features_svm), the method's own paths and the
     experiment and results folders (where outputs go). Two
     methods of a fold with the same key train the same warm-up epochs.
@@ -251,7 +260,7 @@ def share_warmup(hp, run_opts=None):
 
     With ``share_warmup`` (and ``warmup_epochs`` > 0) the method writes a
     snapshot of its checkpoints at the end of the warm-up
-    (:func:`sssl_brain.checkpoints.save_warmup_snapshot`), and, when it has
+    (:func:`sssl_brain.utils.checkpoints.save_warmup_snapshot`), and, when it has
     no checkpoint of its own yet, starts from a snapshot another method of the
     fold wrote with the same :func:`warmup_key`: the results are those of a
     run from scratch, without training the warm-up twice.
@@ -349,7 +358,7 @@ def run_features_svm_fold(hp, exp):
     """The ``features_svm`` baseline on one fold: hand-crafted song features, StandardScaler + stage 2's SVM.
 
     Same folds as the other methods (``exp.folds``); the song classifier
-    (:func:`sssl_brain.song_level.svm_song_predictions`: the stage 2 grid
+    (:func:`sssl_brain.song_level.stage2.svm_song_predictions`: the stage 2 grid
     search, StandardScaler, calibrated SVM) is fitted on the fold's training
     songs only, as stage 2 is. Writes ``fold_config.json``,
     ``song_predictions.csv`` (aggregator ``svm``), ``song_classifier.skops``,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sssl_brain.export import FOLD_CLASSIFIER_FILE, MANIFEST_FILE, export_fold
-from sssl_brain.io_utils import read_csv_dicts
+from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, MANIFEST_FILE, export_fold
+from sssl_brain.utils.io_utils import read_csv_dicts
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE_ARGS = ["--n_folds=2", "--folds=[0]", "--number_of_epochs=2", "--warmup_epochs=1",
@@ -28,7 +28,7 @@ def trained_fold(basetemp):
     results = root / "results"
     fold = results / "csv" / "quadrant_seg1s_seed1986" / "sssl" / "fold_0"
     if not (fold / "metrics.json").is_file():
-        from sssl_brain.demo_data import generate_demo_dataset
+        from demo_data import generate_demo_dataset
 
         generate_demo_dataset(str(root / "data"), n_songs=8, seed=0, min_duration=4, max_duration=6,
                               progress=False)
@@ -81,9 +81,9 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
 
     import torch
 
-    from sssl_brain.model_io import save_song_classifier
-    from sssl_brain.models import VGG16
-    from sssl_brain.song_level import fit_song_classifier, song_features
+    from sssl_brain.lobes.vgg16 import VGG16
+    from sssl_brain.song_level.stage2 import fit_song_classifier, song_features
+    from sssl_brain.utils.model_io import save_song_classifier
 
     folder = Path(folder)
     n_classes = len(class_names)

@@ -18,7 +18,7 @@ Two ways to kill a run:
   sends SIGKILL to the whole process group at that precise point:
 
   - ``write:<file name>``: while the library writes that file through
-    :func:`sssl_brain.io_utils.atomic_write_bytes` (half of the bytes are in
+    :func:`sssl_brain.utils.io_utils.atomic_write_bytes` (half of the bytes are in
     its temporary file, as in an interrupted write);
   - ``features:<k>``: once ``k`` songs of the feature cache are finished;
   - ``batch:<epoch>:<n>``: just before the ``n``-th training batch of epoch
@@ -84,7 +84,7 @@ def scratch_dir(name):
 @functools.lru_cache(maxsize=None)
 def dataset():
     """The tiny demo dataset shared by every run (read only: runs write under their results folder)."""
-    from sssl_brain.demo_data import generate_demo_dataset
+    from demo_data import generate_demo_dataset
 
     folder = scratch_dir("data") / "demo"
     generate_demo_dataset(str(folder), n_songs=N_SONGS, seed=0, min_duration=SONG_SECONDS[0],
@@ -304,7 +304,7 @@ def _kill_group():
 def _install_kill_hook(spec):
     kind, _, arg = spec.partition(":")
     if kind == "write":
-        from sssl_brain import io_utils
+        from sssl_brain.utils import io_utils
 
         real = io_utils.atomic_write_bytes
 
@@ -319,7 +319,7 @@ def _install_kill_hook(spec):
 
         io_utils.atomic_write_bytes = atomic_write_bytes
     elif kind == "features":
-        from sssl_brain.features import FeatureCache
+        from sssl_brain.dataio.features import FeatureCache
 
         real_collect = FeatureCache._collect
         limit = int(arg)
@@ -352,7 +352,7 @@ def _install_kill_hook(spec):
 
         torch.save = save
     elif kind == "batch":
-        from sssl_brain.brain import SSSLBrain
+        from sssl_brain.method.brain import SSSLBrain
 
         epoch, _, nth = arg.partition(":")
         epoch, nth = int(epoch), int(nth)

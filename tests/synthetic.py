@@ -11,8 +11,8 @@ import os
 import numpy as np
 import torch
 
-from sssl_brain.brain import PartitionState
-from sssl_brain.data import segment_dataset
+from sssl_brain.dataio.dataset import segment_dataset
+from sssl_brain.method.brain import PartitionState
 
 
 class NpyCache:
@@ -29,7 +29,7 @@ def make_noisy_segments(folder, n_songs=24, segs_per_song=10, seg_frames=8, n_me
     Returns
     -------
     segments : list of dict
-        Rows like :func:`sssl_brain.data.build_segments` gives.
+        Rows like :func:`sssl_brain.dataio.dataset.build_segments` gives.
     flipped : numpy.ndarray
         True where the inherited label is wrong.
     """
@@ -63,7 +63,7 @@ def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0,
     """Hyperparameters of a tiny SSSLBrain run (what the yaml gives, in Python)."""
     import speechbrain as sb
 
-    from sssl_brain.models import VGG16
+    from sssl_brain.lobes.vgg16 import VGG16
 
     torch.manual_seed(seed)
     model = VGG16(n_classes=n_classes, width_mult=1 / 8, classifier_dim=32, dropout=0.3,
@@ -85,7 +85,7 @@ def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0,
 
 def make_brain(hp, run_opts=None):
     """An SSSLBrain for the tiny hyperparameters."""
-    from sssl_brain.brain import SSSLBrain
+    from sssl_brain.method.brain import SSSLBrain
 
     return SSSLBrain(modules={"model": hp["model"]}, opt_class=lambda p: torch.optim.Adam(p, lr=1e-3),
                      hparams=hp, run_opts=run_opts or {"device": "cpu", "noprogressbar": True},

@@ -21,8 +21,13 @@ Usage::
 
 import os
 
-from sssl_brain.errors import DataError
-from sssl_brain.songs import find_audio_files, prepare_songs_table, read_annotation_csv, run_prepare_cli
+from sssl_brain.dataio.songs import (
+    find_audio_files,
+    prepare_songs_table,
+    read_annotation_csv,
+    run_prepare_cli,
+)
+from sssl_brain.utils.errors import DataError
 
 DATASET = "4Q"
 VALENCE_THRESHOLD = 0.5

@@ -18,7 +18,7 @@ binary label is ``value >= 0.5`` by default (``VALENCE_THRESHOLD``,
 quadrant column, where given, is used as is for the quadrant task.
 
 Where ``truth/segment_truth.csv`` exists it is validated (see
-:func:`sssl_brain.songs.read_segment_truth`; every song it names must be in
+:func:`sssl_brain.dataio.songs.read_segment_truth`; every song it names must be in
 ``annotations.csv``) and copied to ``save_folder/segment_truth.csv`` for the
 partition diagnostics.
 
@@ -33,14 +33,14 @@ import logging
 import os
 import sys
 
-from sssl_brain.errors import DataError, SSSLError
-from sssl_brain.songs import (
+from sssl_brain.dataio.songs import (
     TRUTH_COLUMNS,
     find_audio_files,
     prepare_songs_table,
     read_annotation_csv,
     read_segment_truth,
 )
+from sssl_brain.utils.errors import DataError, SSSLError
 
 DATASET = "csv"
 VALENCE_THRESHOLD = 0.5

@@ -2,7 +2,7 @@
 """`make demo`: SSSL vs. the inherit baseline on the built-in demo data, on the CPU.
 
 1. Generates the demo data set into ``demo_data/`` if it is absent
-   (``sssl_brain.demo_data``: music-like songs whose emotion changes inside
+   (``demo_data``: music-like songs whose emotion changes inside
    the song, with per-second truth).
 2. Runs the generic CSV recipe with a small VGG16 (``hparams/vgg16_sssl.yaml``
    with the overrides below) for SSSL and the inherit baseline.
@@ -23,11 +23,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "recipes", "csv"))
 
 from csv_prepare import AROUSAL_THRESHOLD, VALENCE_THRESHOLD, prepare_csv  # noqa: E402
+from demo_data import generate_demo_dataset  # noqa: E402
+from report import experiment_summary  # noqa: E402
 
-from sssl_brain.demo_data import generate_demo_dataset  # noqa: E402
 from sssl_brain.experiment import recipe_main  # noqa: E402
-from sssl_brain.io_utils import read_csv_dicts  # noqa: E402
-from sssl_brain.report import experiment_summary  # noqa: E402
+from sssl_brain.utils.io_utils import read_csv_dicts  # noqa: E402
 
 #: The demo's small VGG16 and schedule (every other value comes from hparams/vgg16_sssl.yaml).
 DEMO_OVERRIDES = [
@@ -75,8 +75,8 @@ def main(argv=None):
 
 def export_and_plot(exp, data_folder, model_dir):
     """Exports SSSL's fold 0 and draws the emotion curve (Figure 2) of its first test song."""
-    from sssl_brain.export import export_fold
-    from sssl_brain.inference import EmotionRecognizer, plot_segment_probabilities
+    from sssl_brain.inference.export import export_fold
+    from sssl_brain.inference.recognizer import EmotionRecognizer, plot_segment_probabilities
 
     fold = os.path.join(exp, "sssl", "fold_0")
     export_fold(fold, model_dir, overwrite=True)

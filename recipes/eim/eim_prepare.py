@@ -22,14 +22,14 @@ Usage::
 
 import os
 
-from sssl_brain.errors import DataError
-from sssl_brain.songs import (
+from sssl_brain.dataio.songs import (
     find_audio_files,
     prepare_songs_table,
     read_annotation_csv,
     read_file_names,
     run_prepare_cli,
 )
+from sssl_brain.utils.errors import DataError
 
 DATASET = "emoMusic"
 VALENCE_THRESHOLD = 5.0

@@ -26,14 +26,14 @@ Usage::
 
 import os
 
-from sssl_brain.errors import DataError
-from sssl_brain.songs import (
+from sssl_brain.dataio.songs import (
     find_audio_files,
     prepare_songs_table,
     read_annotation_csv,
     read_file_names,
     run_prepare_cli,
 )
+from sssl_brain.utils.errors import DataError
 
 DATASET = "PMEmo2019"
 VALENCE_THRESHOLD = 0.5
@@ -75,7 +75,7 @@ def parse_pmemo(data_folder):
     -------
     entries : list of dict
         One per row of the static annotations (see
-        :func:`sssl_brain.songs.validate_entries`).
+        :func:`sssl_brain.dataio.songs.validate_entries`).
     audio_files : list of str
         The mp3 files of the audio folder.
     """

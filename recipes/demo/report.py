@@ -1,0 +1,118 @@
+"""A readable summary of one experiment folder (used by ``make demo``).
+
+Three tables, all recomputed from the files of the run:
+
+1. song level: accuracy and macro-F1 per method and aggregator (``results.csv``);
+2. segment level on the test songs, against the segment truth, beside the
+   reference "every segment takes its song's label" (1 - label-noise rate):
+   a segment classifier trained on inherited labels has learned nothing
+   beyond the song label until it beats this reference;
+3. the clean-set precision and recall per epoch (``partition.csv``), mean over folds.
+"""
+
+import collections
+import glob
+import os
+
+import numpy as np
+
+from sssl_brain.utils.io_utils import atomic_write_text, read_csv_dicts
+from sssl_brain.utils.plots import plot_clean_precision
+
+
+def _folds(root, method):
+    return sorted(glob.glob(os.path.join(root, method, "fold_*")))
+
+
+def _methods(root):
+    return sorted(d for d in os.listdir(root) if _folds(root, d))
+
+
+def segment_truth_table(root):
+    """Per method: test-segment accuracy against the truth and the inherit-the-song-label reference.
+
+    Returns
+    -------
+    list of dict
+        ``method, n_segments, acc_truth, reference`` (percent, pooled over folds), or an empty
+        list when the segment predictions carry no truth.
+    """
+    rows = []
+    for method in _methods(root):
+        hits = ref = n = 0
+        for fold in _folds(root, method):
+            path = os.path.join(fold, "segment_predictions.csv")
+            if not os.path.isfile(path):
+                continue
+            for r in read_csv_dicts(path):
+                if r["split"] != "test" or r.get("truth", "") in ("", "-1"):
+                    continue
+                n += 1
+                hits += r["pred"] == r["truth"]
+                ref += r["label"] == r["truth"]
+        if n:
+            rows.append({"method": method, "n_segments": n, "acc_truth": 100.0 * hits / n,
+                         "reference": 100.0 * ref / n})
+    return rows
+
+
+def clean_precision_by_epoch(root, method):
+    """Mean over folds of the clean-set precision and recall per epoch (None where undefined)."""
+    per_epoch = collections.defaultdict(lambda: ([], []))
+    for fold in _folds(root, method):
+        path = os.path.join(fold, "partition.csv")
+        if not os.path.isfile(path):
+            continue
+        for r in read_csv_dicts(path):
+            if r.get("clean_precision", "") != "":
+                per_epoch[int(r["epoch"])][0].append(float(r["clean_precision"]))
+                per_epoch[int(r["epoch"])][1].append(float(r["clean_recall"]))
+    epochs = sorted(per_epoch)
+    precision = [float(np.mean(per_epoch[e][0])) for e in epochs]
+    recall = [float(np.mean(per_epoch[e][1])) for e in epochs]
+    return epochs, precision, recall
+
+
+def experiment_summary(root, plot_folder=None):
+    """Markdown summary of an experiment folder; optionally writes the precision plots.
+
+    Arguments
+    ---------
+    root : str
+        Experiment folder (holding ``results.csv`` and ``<method>/fold_<k>/``).
+    plot_folder : str, optional
+        Where to write ``clean_precision_<method>.png``.
+
+    Returns
+    -------
+    str
+    """
+    lines = ["Song level (test songs; mean ± std over folds; F1 = macro-F1)", "",
+             "| method | aggregator | folds | accuracy % | F1 % |", "|---|---|---|---|---|"]
+    for r in read_csv_dicts(os.path.join(root, "results.csv")):
+        if r["aggregator"] in ("svm", "majority", "mean"):
+            lines.append(f"| {r['method']} | {r['aggregator']} | {r['n_folds']} | "
+                         f"{float(r['acc_mean']):.1f} ± {float(r['acc_std']):.1f} | "
+                         f"{float(r['macro_f1_mean']):.1f} ± {float(r['macro_f1_std']):.1f} |")
+    seg = segment_truth_table(root)
+    if seg:
+        lines += ["", "Segment level (test segments of all folds, against the segment truth)", "",
+                  "| method | segments | accuracy vs truth % | reference: song label for every segment % |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['n_segments']} | {r['acc_truth']:.1f} | {r['reference']:.1f} |"
+                  for r in seg]
+    for method in _methods(root):
+        epochs, precision, recall = clean_precision_by_epoch(root, method)
+        if not epochs:
+            continue
+        lines += ["", f"Clean set X of {method} per epoch (training segments; mean over folds)", "",
+                  "| epoch | " + " | ".join(str(e) for e in epochs) + " |",
+                  "|---|" + "---|" * len(epochs),
+                  "| precision % | " + " | ".join(f"{100 * p:.1f}" for p in precision) + " |",
+                  "| recall % | " + " | ".join(f"{100 * r:.1f}" for r in recall) + " |"]
+        if plot_folder:
+            plot_clean_precision(epochs, precision, recall,
+                                 os.path.join(plot_folder, f"clean_precision_{method}.png"))
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(os.path.join(root, "summary.md"), text)
+    return text

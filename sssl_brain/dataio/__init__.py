@@ -1,0 +1,1 @@
+"""Data: audio reading, features and their cache, segments, labels, songs tables, prepare."""

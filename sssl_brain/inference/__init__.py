@@ -1,0 +1,1 @@
+"""Trained models: the model folder (export), EmotionRecognizer and the command line."""

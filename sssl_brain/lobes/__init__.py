@@ -1,0 +1,1 @@
+"""Segment classifiers (VGG16)."""

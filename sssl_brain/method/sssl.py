@@ -1,0 +1,421 @@
+"""Building blocks of SSSL stage 1: the paper's Eq. 3-9 except the mixture fit.
+
+Every function is pure (no module state) and does one equation of the paper
+"Semi-Supervised Self-Learning Enhanced Music Emotion Recognition" (see
+DESIGN.md section 1):
+
+- :func:`normalize_losses`: per-sample losses scaled to [0, 1] before the
+  Gaussian mixture of Eq. 3 (the fit itself is in :mod:`sssl_brain.method.partition`);
+- :func:`sharpen`: pseudo-labels of the unlabeled set U (Eq. 4-5);
+- :func:`mixup`: mixed inputs and targets (Eq. 6-7);
+- :func:`soft_cross_entropy`: L_MIX, the loss on the mixed batch;
+- :func:`symmetric_kl`: L_KL, the R-Drop consistency loss (Eq. 8);
+- :func:`sssl_loss`: the total loss (Eq. 9).
+
+Guards against confirmation bias where the paper is silent (each off when its
+yaml weight is 0, which gives the paper's recipe back):
+
+- :func:`refine_labels`: DivideMix's label refinement of X, ``w y + (1 - w) p``;
+- :func:`class_prior_penalty`: the class-balance regulariser of Tanaka et al.
+  (2018, the paper's ref. [10]) that DivideMix adds to its loss;
+- :func:`co_guess`: pseudo-label guess averaged over two predictions (DivideMix
+  averages two networks; we average the current step with the epoch-start model).
+
+Defaults of the hyperparameters (tau, T, alpha, lambda) live in the yaml; the
+paper does not give them and we start from DivideMix's published values.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sssl_brain.utils.errors import ConfigError, DataError
+
+
+def normalize_losses(losses):
+    """Min-max normalisation of per-sample losses to [0, 1] (input of Eq. 3).
+
+    The Gaussian mixture of Eq. 3 is fitted to losses on a fixed scale, as in
+    DivideMix: ``(l - min) / (max - min)``. If all losses are equal (or there
+    are none), the result is all zeros, never NaN.
+
+    Arguments
+    ---------
+    losses : numpy.ndarray or torch.Tensor
+        Per-sample losses, any shape; all values must be finite.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Same type, shape and device as the input (floating point).
+
+    Raises
+    ------
+    DataError
+        If a loss is NaN or infinite.
+
+    Example
+    -------
+    >>> normalize_losses(np.array([1.0, 2.0, 3.0]))
+    array([0. , 0.5, 1. ])
+    >>> normalize_losses(torch.tensor([2.0, 2.0]))
+    tensor([0., 0.])
+    """
+    if isinstance(losses, torch.Tensor):
+        x = losses.detach()
+        if not torch.is_floating_point(x):
+            x = x.double()
+        if x.numel() == 0:
+            return x.clone()
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise DataError(f"normalize_losses: {bad} of {x.numel()} per-sample losses are NaN or infinite")
+        lo, hi = x.min(), x.max()
+        span = hi - lo
+        if float(span) <= 0.0:
+            return torch.zeros_like(x)
+        return ((x - lo) / span).clamp_(0.0, 1.0)
+    x = np.asarray(losses)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    if x.size == 0:
+        return x.copy()
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise DataError(f"normalize_losses: {bad} of {x.size} per-sample losses are NaN or infinite")
+    lo, hi = x.min(), x.max()
+    span = hi - lo
+    if not span > 0:
+        return np.zeros_like(x)
+    return np.clip((x - lo) / span, 0.0, 1.0)
+
+
+def sharpen(probs, temperature):
+    """Temperature sharpening of predicted distributions: pseudo-labels of U (Eq. 4-5).
+
+    ``q_k = p_k^(1/T) / sum_j p_j^(1/T)`` row-wise. Computed in the log domain
+    (``softmax(log(p) / T)``) so that small temperatures neither underflow to
+    0/0 nor overflow; a probability of exactly 0 stays 0.
+
+    Arguments
+    ---------
+    probs : torch.Tensor
+        Probabilities, shape (N, K) (or (K,)), rows summing to 1.
+    temperature : float
+        T > 0; T < 1 sharpens, T = 1 is the identity, T > 1 flattens.
+
+    Returns
+    -------
+    torch.Tensor
+        Sharpened distributions, same shape; rows sum to 1.
+
+    Example
+    -------
+    >>> sharpen(torch.tensor([[0.25, 0.75]]), 0.5)
+    tensor([[0.1000, 0.9000]])
+    >>> sharpen(torch.tensor([[0.0, 1.0]]), 0.1)
+    tensor([[0., 1.]])
+    """
+    if not temperature > 0:
+        raise ConfigError(f"temperature={temperature!r}: the sharpening temperature T must be > 0")
+    if not torch.is_floating_point(probs):
+        probs = probs.float()
+    tiny = torch.finfo(probs.dtype).tiny
+    logp = torch.log(probs.clamp_min(tiny))
+    out = torch.softmax(logp / temperature, dim=-1)
+    # Exact zeros stay zeros (clamping gave them a tiny but non-zero weight).
+    return torch.where(probs > 0, out, torch.zeros_like(out))
+
+
+def _draw_beta(alpha, generator):
+    """One Beta(alpha, alpha) draw, deterministic given the torch generator."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def mixup(inputs, targets, alpha, generator=None):
+    """Mixup of a batch with a random permutation of itself (Eq. 6-7).
+
+    ``delta ~ Beta(alpha, alpha)``, ``delta = max(delta, 1 - delta)`` (so the
+    mixed sample stays closer to the original, as in DivideMix), and
+    ``x' = delta * x + (1 - delta) * x[perm]``,
+    ``t' = delta * t + (1 - delta) * t[perm]``.
+
+    The Beta draw and the permutation both come from ``generator`` (or from
+    torch's global generator when None), so a fixed seed gives the same mix.
+    ``alpha <= 0`` disables mixing: delta = 1, perm = identity, and nothing is
+    drawn from the generator.
+
+    Arguments
+    ---------
+    inputs : torch.Tensor
+        Batch of inputs, shape (B, ...).
+    targets : torch.Tensor
+        Soft targets (one-hot or pseudo-labels), floating point, shape (B, K).
+    alpha : float
+        Beta distribution parameter (DivideMix: 4).
+    generator : torch.Generator, optional
+        Source of randomness.
+
+    Returns
+    -------
+    mixed_inputs : torch.Tensor
+    mixed_targets : torch.Tensor
+    delta : float
+        The mixing weight of the original samples, in [0.5, 1].
+    perm : torch.Tensor
+        The permutation (long, on the inputs' device).
+
+    Example
+    -------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.tensor([[0.0], [1.0]])
+    >>> t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> mx, mt, delta, perm = mixup(x, t, alpha=4.0, generator=g)
+    >>> 0.5 <= delta <= 1.0, mx.shape, bool(torch.allclose(mt.sum(1), torch.ones(2)))
+    (True, torch.Size([2, 1]), True)
+    >>> mixup(x, t, alpha=0.0)[2]
+    1.0
+    """
+    if inputs.shape[0] != targets.shape[0]:
+        raise DataError(f"mixup: inputs have {inputs.shape[0]} samples but targets have {targets.shape[0]}")
+    if not torch.is_floating_point(targets):
+        raise DataError("mixup: targets must be soft (floating point, shape (B, K)), e.g. one-hot")
+    batch = inputs.shape[0]
+    if alpha is None or not alpha > 0 or batch == 0:
+        perm = torch.arange(batch, device=inputs.device)
+        return inputs.clone(), targets.clone(), 1.0, perm
+    delta = _draw_beta(float(alpha), generator)
+    delta = max(delta, 1.0 - delta)
+    device = generator.device if generator is not None else torch.device("cpu")
+    perm = torch.randperm(batch, generator=generator, device=device).to(inputs.device)
+    mixed_inputs = delta * inputs + (1.0 - delta) * inputs[perm]
+    mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(targets.device)]
+    return mixed_inputs, mixed_targets, delta, perm
+
+
+def soft_cross_entropy(logits, soft_targets):
+    """Cross-entropy with soft targets: L_MIX on the mixed batch (Eq. 9, first term).
+
+    ``L = mean_i ( - sum_k t_ik * log softmax(z_i)_k )``. An empty batch gives
+    a zero that still carries the graph of ``logits``.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        Shape (N, K).
+    soft_targets : torch.Tensor
+        Shape (N, K), rows summing to 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+
+    Example
+    -------
+    >>> z = torch.tensor([[0.0, 0.0]])
+    >>> round(float(soft_cross_entropy(z, torch.tensor([[0.3, 0.7]]))), 4)  # log 2
+    0.6931
+    """
+    if logits.shape != soft_targets.shape:
+        raise DataError(
+            f"soft_cross_entropy: logits {tuple(logits.shape)} and targets "
+            f"{tuple(soft_targets.shape)} differ in shape"
+        )
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    return -(soft_targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def symmetric_kl(logits_a, logits_b):
+    """Symmetric KL divergence between two dropout passes: L_KL of R-Drop (Eq. 8).
+
+    ``L = mean_i 0.5 * (KL(p_a || p_b) + KL(p_b || p_a))`` with
+    ``KL(p || q) = sum_k p_k (log p_k - log q_k)``, the distributions being
+    the softmax of the two passes' logits. Summed over classes, averaged
+    over samples. An empty batch gives a zero connected to both inputs'
+    graphs (so ``backward`` works).
+
+    Arguments
+    ---------
+    logits_a : torch.Tensor
+        Logits of the first pass, shape (N, K).
+    logits_b : torch.Tensor
+        Logits of the second pass, shape (N, K).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss, >= 0.
+
+    Example
+    -------
+    >>> z = torch.tensor([[0.0, 0.0]])
+    >>> float(symmetric_kl(z, z))
+    0.0
+    >>> za, zb = torch.log(torch.tensor([[0.5, 0.5]])), torch.log(torch.tensor([[0.25, 0.75]]))
+    >>> round(float(symmetric_kl(za, zb)), 4)
+    0.1373
+    """
+    if logits_a.shape != logits_b.shape:
+        raise DataError(
+            f"symmetric_kl: the two passes differ in shape: "
+            f"{tuple(logits_a.shape)} vs {tuple(logits_b.shape)}"
+        )
+    if logits_a.shape[0] == 0:
+        return logits_a.sum() * 0.0 + logits_b.sum() * 0.0
+    log_pa = F.log_softmax(logits_a, dim=-1)
+    log_pb = F.log_softmax(logits_b, dim=-1)
+    kl_ab = (log_pa.exp() * (log_pa - log_pb)).sum(dim=-1)
+    kl_ba = (log_pb.exp() * (log_pb - log_pa)).sum(dim=-1)
+    return (0.5 * (kl_ab + kl_ba)).mean()
+
+
+def sssl_loss(l_mix, l_kl, lam, l_prior=0.0, prior_weight=0.0):
+    """Total SSSL loss: ``L = L_MIX + lambda * L_KL`` (Eq. 9) ``+ beta * L_prior``.
+
+    ``lam = 0`` is the ablation "Proposed*" (no R-Drop term). The optional
+    class-prior term (:func:`class_prior_penalty`, weight beta) is not in the
+    paper: ``prior_weight = 0`` is the paper's Eq. 9.
+
+    Arguments
+    ---------
+    l_mix : torch.Tensor or float
+        Mixup loss (:func:`soft_cross_entropy`).
+    l_kl : torch.Tensor or float
+        R-Drop loss (:func:`symmetric_kl`).
+    lam : float
+        Weight lambda >= 0.
+    l_prior : torch.Tensor or float
+        Class-prior penalty (:func:`class_prior_penalty`).
+    prior_weight : float
+        Its weight beta >= 0 (0: the paper's Eq. 9).
+
+    Returns
+    -------
+    torch.Tensor or float
+
+    Example
+    -------
+    >>> float(sssl_loss(torch.tensor(1.5), torch.tensor(0.5), 2.0))
+    2.5
+    >>> float(sssl_loss(torch.tensor(1.5), torch.tensor(0.5), 2.0, torch.tensor(0.25), 4.0))
+    3.5
+    """
+    if not lam >= 0:
+        raise ConfigError(f"lambda={lam!r}: the R-Drop weight must be >= 0")
+    if not prior_weight >= 0:
+        raise ConfigError(f"prior_weight={prior_weight!r}: the class-prior weight must be >= 0")
+    loss = l_mix + lam * l_kl
+    return loss + prior_weight * l_prior if prior_weight > 0 else loss
+
+
+def refine_labels(targets, probs, clean_prob):
+    """Label refinement of the labeled set X (DivideMix, Li et al. 2020, Alg. 1 line 15).
+
+    ``y'_i = w_i * y_i + (1 - w_i) * p_i``: the inherited (one-hot) label is
+    blended with the model's prediction by the clean posterior w_i of Eq. 3,
+    so a segment the mixture trusts little leans on the prediction. The
+    result is sharpened afterwards (Eq. 5) as DivideMix does.
+
+    Arguments
+    ---------
+    targets : torch.Tensor
+        One-hot (or soft) labels, shape (N, K).
+    probs : torch.Tensor
+        Predicted probabilities, shape (N, K).
+    clean_prob : torch.Tensor
+        w_i in [0, 1], shape (N,).
+
+    Returns
+    -------
+    torch.Tensor
+        Refined soft labels, shape (N, K), rows summing to 1.
+
+    Example
+    -------
+    >>> y = torch.tensor([[1.0, 0.0]])
+    >>> p = torch.tensor([[0.2, 0.8]])
+    >>> refine_labels(y, p, torch.tensor([0.75]))
+    tensor([[0.8000, 0.2000]])
+    """
+    if targets.shape != probs.shape or clean_prob.shape != targets.shape[:1]:
+        raise DataError(
+            f"refine_labels: targets {tuple(targets.shape)}, probs {tuple(probs.shape)} and "
+            f"clean_prob {tuple(clean_prob.shape)} do not match"
+        )
+    w = clean_prob.to(targets.dtype).clamp(0.0, 1.0).unsqueeze(-1)
+    return w * targets + (1.0 - w) * probs.to(targets.dtype)
+
+
+def co_guess(probs_a, probs_b):
+    """Pseudo-label guess from two predictions of the same samples (input of Eq. 5).
+
+    DivideMix guesses the label of an unlabeled sample as the mean of two
+    networks' predictions (co-guessing), which damps the feedback of a network
+    on its own guesses. With one network we average the prediction of the
+    current step with that of the model at the start of the epoch (the
+    partition pass, eval mode) [ours]; ``(p_a + p_b) / 2``.
+
+    Arguments
+    ---------
+    probs_a, probs_b : torch.Tensor
+        Probabilities, shape (N, K).
+
+    Returns
+    -------
+    torch.Tensor
+        Their mean, shape (N, K).
+
+    Example
+    -------
+    >>> co_guess(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]]))
+    tensor([[0.7500, 0.2500]])
+    """
+    if probs_a.shape != probs_b.shape:
+        raise DataError(f"co_guess: shapes differ: {tuple(probs_a.shape)} vs {tuple(probs_b.shape)}")
+    return 0.5 * (probs_a + probs_b.to(probs_a.dtype))
+
+
+def class_prior_penalty(logits, prior):
+    """Class-balance regulariser: ``sum_k pi_k log(pi_k / mean_i p_ik)`` (Tanaka et al. 2018, Eq. 6).
+
+    The KL divergence from the prior pi to the mean predicted distribution of
+    the batch. Self-training on its own guesses can drift towards predicting
+    one class for every sample (confirmation bias); this term is zero when
+    the batch's mean prediction equals the prior and grows as predictions
+    concentrate on fewer classes. DivideMix adds it with weight 1 and a
+    uniform prior; here pi is the inherited-label prior of the training
+    segments (uniform when the classes are balanced).
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        Shape (B, K).
+    prior : torch.Tensor
+        Class prior pi, shape (K,), positive, summing to 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, >= 0 (0 for an empty batch, still connected to ``logits``).
+
+    Example
+    -------
+    >>> z = torch.log(torch.tensor([[0.9, 0.1], [0.7, 0.3]]))
+    >>> round(float(class_prior_penalty(z, torch.tensor([0.5, 0.5]))), 4)  # 0.5 ln(0.5/0.8) + 0.5 ln(0.5/0.2)
+    0.2231
+    >>> float(class_prior_penalty(torch.zeros(3, 2), torch.tensor([0.5, 0.5])))
+    0.0
+    """
+    if logits.dim() != 2 or prior.shape != logits.shape[1:]:
+        raise DataError(f"class_prior_penalty: logits {tuple(logits.shape)} and prior {tuple(prior.shape)}")
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    prior = prior.to(logits.device, logits.dtype)
+    mean_p = torch.softmax(logits, dim=-1).mean(dim=0)
+    tiny = torch.finfo(mean_p.dtype).tiny
+    keep = prior > 0
+    return (prior[keep] * (torch.log(prior[keep]) - torch.log(mean_p[keep].clamp_min(tiny)))).sum()

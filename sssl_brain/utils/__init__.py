@@ -1,0 +1,1 @@
+"""Errors, atomic file writing, checkpoints, safe model files, plots."""

@@ -1,0 +1,33 @@
+"""The GPU benchmark script runs on the CPU path (its figures come from a GPU machine, when one is lent).
+
+Correctness only: the script completes, writes every figure, and its bf16
+check compares the same weights (agreement close to 1). No timing is asserted.
+"""
+
+import json
+import os
+import sys
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benchmarks")
+sys.path.insert(0, BENCH)
+
+
+def test_gpu_benchmark_runs_on_the_cpu_path(tmp_path):
+    import bench_gpu
+
+    out = tmp_path / "gpu.json"
+    bench_gpu.main(["--device", "cpu", "--models", "demo", "--seg-durs", "1", "--segments", "48",
+                    "--steps", "1", "--precision", "fp32", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu"
+    (row,) = report["rows"]
+    for key in ("raw_fp32_seg_per_s", "raw_bf16_seg_per_s", "inherit_seg_per_s", "sssl_seg_per_s"):
+        assert row[key] > 0, key
+    assert row["train_gflop_per_seg"] > 0.1  # the demo model: about 0.155 GFLOP per training segment
+    for epoch in ("inherit_epoch", "sssl_epoch"):
+        parts = row[epoch]
+        assert abs(sum(v for k, v in parts.items() if k != "wall") - parts["wall"]) < 1e-6
+    assert row["sssl_epoch"]["partition_pass"] > 0 and "partition_pass" not in row["inherit_epoch"]
+    check = row["bf16_check"]
+    assert check["argmax_agreement"] >= 0.75 and check["min_grad_cosine"] > 0.5
+    assert 0 < check["max_abs_logit_diff"] < 1.0

@@ -1,0 +1,360 @@
+"""Export of a trained fold, the model folder format, and refusal of broken or tampered folders."""
+
+import json
+import os
+import pickle
+import shutil
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io as sio
+import torch
+import yaml
+from audio_fixtures import write_audio
+from model_fixtures import fold_by_hand
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from sssl_brain.dataio.features import FeatureConfig, extract_file
+from sssl_brain.inference import export as export_mod
+from sssl_brain.inference.export import (
+    CLASSIFIER_FILE,
+    FOLD_CLASSIFIER_FILE,
+    HPARAMS_FILE,
+    MANIFEST_FILE,
+    README_FILE,
+    WEIGHTS_FILE,
+    export_fold,
+    load_model_folder,
+    main,
+    refit_song_classifier,
+)
+from sssl_brain.inference.recognizer import EmotionRecognizer
+from sssl_brain.lobes.vgg16 import VGG16
+from sssl_brain.song_level.stage2 import ConstantSongClassifier, fit_song_classifier, song_features
+from sssl_brain.utils.errors import ModelFolderError
+from sssl_brain.utils.model_io import load_song_classifier, save_song_classifier, sha256_file
+
+pytestmark = [pytest.mark.filterwarnings("ignore:song classifier"),
+              pytest.mark.filterwarnings("ignore:Detected pickle protocol")]
+
+
+@pytest.fixture
+def model_copy(model_dir, tmp_path):
+    dst = tmp_path / "model"
+    shutil.copytree(model_dir, dst)
+    return dst
+
+
+def _update_manifest(folder, name):
+    """What an attacker who rewrites the manifest too would do: the checksum then matches."""
+    path = folder / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": os.path.getsize(folder / name)}
+    path.write_text(json.dumps(manifest))
+
+
+class _MakesMarker:
+    """Unpickling this object would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# --------------------------------------------------------------------------- export
+def test_export_layout_and_manifest(fold, model_dir):
+    names = sorted(os.listdir(model_dir))
+    assert names == sorted([HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE, MANIFEST_FILE])
+    leftovers = [n for n in os.listdir(model_dir.parent) if n.startswith((".tmp-sssl_tiny_model", ".old-"))]
+    assert leftovers == []
+    manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
+    assert manifest["format"] == "sssl-brain-model" and manifest["format_version"] == 1
+    assert set(manifest["files"]) == {HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256_file(model_dir / name)
+        assert entry["bytes"] == os.path.getsize(model_dir / name)
+
+    config = json.loads((fold / "fold_config.json").read_text())
+    hp = yaml.safe_load((model_dir / HPARAMS_FILE).read_text())
+    assert hp["class_names"] == config["class_names"] == ["Q1", "Q2", "Q3", "Q4"]
+    assert hp["target"] == "quadrant"
+    assert hp["segments"] == {"seg_dur": 1.0, "seg_overlap": None, "max_song_duration": None}
+    for key in ("sample_rate", "n_fft", "hop_length", "n_mels"):
+        assert hp["features"][key] == config[key]
+    assert hp["features"]["ref"] == config.get("mel_power_ref", config.get("ref_db"))
+    assert hp["model"]["width_mult"] == config["width_mult"] and hp["model"]["n_classes"] == 4
+    assert hp["song_level"]["theta"] == config["song_theta"]
+
+    state = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
+    ckpt = export_mod.find_checkpoint(fold)
+    selected = json.loads((fold / "metrics.json").read_text())["selected_epoch"]
+    assert yaml.safe_load(open(os.path.join(ckpt, "CKPT.yaml")))["epoch"] == selected
+    original = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
+    assert set(original) <= set(state)  # checkpoints from before the input normalisation lack its buffers
+    assert all(torch.equal(state[k], original[k]) for k in original)
+    assert zipfile.is_zipfile(model_dir / CLASSIFIER_FILE)
+    readme = (model_dir / README_FILE).read_text()
+    assert "sssl-classify" in readme and manifest["files"][WEIGHTS_FILE]["sha256"] in readme
+
+    loaded = load_model_folder(model_dir)
+    assert loaded.hparams == hp and set(loaded.state_dict) == set(state)
+
+
+def test_export_uses_the_folds_saved_classifier(fold, tmp_path):
+    """A fold with song_classifier.skops is exported with that classifier, unchanged."""
+    fold_copy = tmp_path / "fold"
+    shutil.copytree(fold, fold_copy)
+    hp = export_mod.hparams_from_fold_config(json.loads((fold / "fold_config.json").read_text()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = refit_song_classifier(fold_copy, hp)
+    save_song_classifier(clf, fold_copy / FOLD_CLASSIFIER_FILE)
+    manifest = export_fold(fold_copy, tmp_path / "model")
+    assert manifest["source"]["song_classifier"] == FOLD_CLASSIFIER_FILE
+    exported = load_model_folder(tmp_path / "model").classifier
+    X = np.random.default_rng(0).uniform(size=(5, 28))
+    np.testing.assert_array_equal(exported.predict_proba(X), clf.predict_proba(X))
+
+
+def test_export_without_classifier_needs_refit(fold, tmp_path):
+    fold_copy = tmp_path / "fold"
+    shutil.copytree(fold, fold_copy)
+    (fold_copy / FOLD_CLASSIFIER_FILE).unlink(missing_ok=True)
+    with pytest.raises(ModelFolderError, match="song_classifier.skops: not found.*refit"):
+        export_fold(fold_copy, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_export_refuses_existing_folder_and_overwrites_on_request(fold, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    refit = not (fold / FOLD_CLASSIFIER_FILE).is_file()
+    with pytest.raises(ModelFolderError, match="already exists"):
+        export_fold(fold, out, refit=refit)
+    assert (out / "keep.txt").is_file()
+    export_fold(fold, out, refit=refit, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / MANIFEST_FILE).is_file()
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_export_is_atomic(fold, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_mod, "_readme", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_fold(fold, tmp_path / "model", refit=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_of_a_folder_that_is_not_a_fold(tmp_path):
+    (tmp_path / "fold").mkdir()
+    with pytest.raises(ModelFolderError, match="fold_config.json: not found"):
+        export_fold(tmp_path / "fold", tmp_path / "model")
+    with pytest.raises(ModelFolderError, match="fold folder not found"):
+        export_fold(tmp_path / "missing", tmp_path / "model")
+
+
+def test_export_command_prints_what_it_wrote(fold, tmp_path, capsys):
+    args = [str(fold), str(tmp_path / "model")]
+    if not (fold / FOLD_CLASSIFIER_FILE).is_file():
+        args.append("--refit_song_classifier")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for name in (HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE, MANIFEST_FILE):
+        assert name in out
+    assert main(args) == 1  # exists now
+    assert "already exists" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- song classifier
+@pytest.mark.parametrize("labels", ["four_classes", "one_song_class", "constant"])
+def test_song_classifier_round_trip(labels, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(16, 28))
+    y = {"four_classes": np.arange(16) % 4, "one_song_class": np.r_[0, 1, 1, 1, 2, 2, 2, 2, np.full(8, 3)],
+         "constant": np.full(16, 2)}[labels]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = fit_song_classifier(X, y, seed=3, calibration_folds=3)
+    path = tmp_path / "clf.skops"
+    save_song_classifier(clf, path)
+    with open(path, "rb") as f:
+        assert f.read(2) == b"PK"  # a zip (skops), not a pickle
+    loaded = load_song_classifier(path)
+    assert type(loaded) is type(clf)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    if labels == "constant":
+        assert isinstance(loaded, ConstantSongClassifier) and loaded.label == 2
+
+
+def test_saving_a_classifier_outside_the_allowlist_is_refused(tmp_path):
+    with pytest.raises(ModelFolderError, match="FunctionTransformer"):
+        save_song_classifier(Pipeline([("f", FunctionTransformer(np.log1p))]), tmp_path / "c.skops")
+    assert not (tmp_path / "c.skops").exists()
+
+
+# --------------------------------------------------------------------------- tampering
+def test_pickle_in_place_of_the_weights_is_refused_and_not_run(model_copy, tmp_path):
+    marker = tmp_path / "marker"
+    (model_copy / WEIGHTS_FILE).write_bytes(pickle.dumps(_MakesMarker(marker)))
+    with pytest.raises(ModelFolderError, match=r"model\.ckpt: checksum mismatch"):
+        load_model_folder(model_copy)
+    _update_manifest(model_copy, WEIGHTS_FILE)
+    with pytest.raises(ModelFolderError, match=r"model\.ckpt: refused to load, not a plain torch state_dict"):
+        load_model_folder(model_copy)
+    assert not marker.exists()
+    # the same check through torch.save of an arbitrary object
+    torch.save({"w": _MakesMarker(marker)}, model_copy / WEIGHTS_FILE)
+    _update_manifest(model_copy, WEIGHTS_FILE)
+    with pytest.raises(ModelFolderError, match="refused to load"):
+        load_model_folder(model_copy)
+    assert not marker.exists()
+
+
+def test_weights_of_another_model_are_refused(model_copy):
+    state = torch.load(model_copy / WEIGHTS_FILE, weights_only=True)
+    state.pop(next(iter(state)))
+    torch.save(state, model_copy / WEIGHTS_FILE)
+    _update_manifest(model_copy, WEIGHTS_FILE)
+    with pytest.raises(ModelFolderError, match=r"model\.ckpt: the weights do not fit"):
+        load_model_folder(model_copy)
+
+
+def test_pickle_in_place_of_the_song_classifier_is_refused_and_not_run(model_copy, tmp_path):
+    marker = tmp_path / "marker"
+    (model_copy / CLASSIFIER_FILE).write_bytes(pickle.dumps(_MakesMarker(marker)))
+    _update_manifest(model_copy, CLASSIFIER_FILE)
+    with pytest.raises(ModelFolderError, match=r"song_classifier\.skops: not a skops song classifier file"):
+        load_model_folder(model_copy)
+    assert not marker.exists()
+
+
+def test_song_classifier_with_untrusted_types_is_refused(model_copy):
+    (model_copy / CLASSIFIER_FILE).write_bytes(sio.dumps(Pipeline([("f", FunctionTransformer(os.system))])))
+    _update_manifest(model_copy, CLASSIFIER_FILE)
+    expected = r"song_classifier\.skops: refused to load.*untrusted types.*system"
+    with pytest.raises(ModelFolderError, match=expected):
+        load_model_folder(model_copy)
+
+
+def test_song_classifier_of_another_kind_is_refused(model_copy):
+    (model_copy / CLASSIFIER_FILE).write_bytes(sio.dumps(Pipeline([("f", FunctionTransformer(np.log1p))])))
+    _update_manifest(model_copy, CLASSIFIER_FILE)
+    with pytest.raises(ModelFolderError, match=r"song_classifier\.skops: holds .*FunctionTransformer"):
+        load_model_folder(model_copy)
+
+
+def test_hyperparams_with_python_tags_are_refused_and_not_run(model_copy, tmp_path):
+    marker = tmp_path / "marker"
+    text = (model_copy / HPARAMS_FILE).read_text()
+    hook = f"hook: !!python/object/apply:builtins.open ['{marker}', 'w']\n"
+    (model_copy / HPARAMS_FILE).write_text(text + hook)
+    _update_manifest(model_copy, HPARAMS_FILE)
+    with pytest.raises(ModelFolderError, match=r"hyperparams\.yaml: not a plain YAML file"):
+        load_model_folder(model_copy)
+    extra = "model2: !new:sssl_brain.lobes.vgg16.VGG16 {n_classes: 2}\n"
+    (model_copy / HPARAMS_FILE).write_text(text + extra)
+    _update_manifest(model_copy, HPARAMS_FILE)
+    with pytest.raises(ModelFolderError, match="not a plain YAML file"):
+        load_model_folder(model_copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", [HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE])
+def test_missing_file_is_named(model_copy, name):
+    (model_copy / name).unlink()
+    with pytest.raises(ModelFolderError, match=f"{name}: missing file"):
+        load_model_folder(model_copy)
+
+
+@pytest.mark.parametrize("name", [HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE])
+def test_checksum_mismatch_is_named(model_copy, name):
+    data = bytearray((model_copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (model_copy / name).write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match=f"{name}: checksum mismatch"):
+        load_model_folder(model_copy)
+
+
+def test_bad_manifests_are_refused(model_copy, tmp_path):
+    manifest_path = model_copy / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    outside = {**manifest["files"], "../outside": {"sha256": "0"}}
+    manifest_path.write_text(json.dumps({**manifest, "files": outside}))
+    with pytest.raises(ModelFolderError, match="bad file name '../outside'"):
+        load_model_folder(model_copy)
+    files = dict(manifest["files"])
+    del files[WEIGHTS_FILE]
+    manifest_path.write_text(json.dumps({**manifest, "files": files}))
+    with pytest.raises(ModelFolderError, match="does not list the required file model.ckpt"):
+        load_model_folder(model_copy)
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ModelFolderError, match="format_version=99 is not supported"):
+        load_model_folder(model_copy)
+    manifest_path.write_text("{not json")
+    with pytest.raises(ModelFolderError, match="manifest.json: not valid JSON"):
+        load_model_folder(model_copy)
+    manifest_path.unlink()
+    with pytest.raises(ModelFolderError, match="manifest.json: not found"):
+        load_model_folder(model_copy)
+    with pytest.raises(ModelFolderError, match="model folder not found"):
+        load_model_folder(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- a fold built by hand
+@pytest.mark.parametrize("max_song_duration", [None, 4.0])
+def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, max_song_duration):
+    """Binary target, 3 s segments, input normalisation: inference equals a direct forward of the weights."""
+    fold_dir = fold_by_hand(tmp_path / "fold", max_song_duration=max_song_duration)
+    export_fold(fold_dir, tmp_path / "model")
+    hp = yaml.safe_load((tmp_path / "model" / HPARAMS_FILE).read_text())
+    assert hp["class_names"] == ["low", "high"] and hp["segments"]["seg_dur"] == 3.0
+    rec = EmotionRecognizer.from_hparams(source=tmp_path / "model", run_opts={"device": "cpu"})
+    path = write_audio(str(tmp_path / "song.wav"), duration=6.5, freq=330.0)
+    result = rec.classify_file(path)
+    expected_starts = [0.0, 1.0, 2.0, 3.0] if max_song_duration is None else [0.0, 1.0]
+    np.testing.assert_allclose(result.segment_starts, expected_starts)
+    np.testing.assert_allclose(result.segment_ends, np.array(expected_starts) + 3.0)
+
+    state = torch.load(export_mod.find_checkpoint(fold_dir) + "/model.ckpt", weights_only=True)
+    kwargs = {"n_mels": 128} if "input_mean" in state else {}
+    direct = VGG16(n_classes=2, width_mult=0.0625, classifier_dim=16, **kwargs)
+    direct.load_state_dict(state)
+    direct.eval()
+    feats = torch.from_numpy(extract_file(path, FeatureConfig()))
+    firsts = [round(s * 22050 / 512) for s in expected_starts]
+    with torch.no_grad():
+        logits = direct(torch.stack([feats[f:f + 130] for f in firsts]))
+    np.testing.assert_allclose(result.segment_probs, torch.softmax(logits, -1).numpy(), atol=1e-5)
+    clf = load_song_classifier(fold_dir / FOLD_CLASSIFIER_FILE)
+    np.testing.assert_allclose(result.probs, clf.predict_proba(song_features(result.segment_probs)[None])[0])
+
+
+def test_checkpoint_without_normalisation_buffers_exports_with_the_identity(tmp_path):
+    fold_dir = fold_by_hand(tmp_path / "fold", normalization=False)
+    export_fold(fold_dir, tmp_path / "model")
+    loaded = load_model_folder(tmp_path / "model")
+    assert loaded.hparams["model"]["n_mels"] is None
+    if "input_mean" in loaded.state_dict:  # this VGG16 normalises its input: identity for old weights
+        assert torch.equal(loaded.state_dict["input_mean"], torch.zeros(1))
+        assert torch.equal(loaded.state_dict["input_std"], torch.ones(1))
+
+
+def test_find_checkpoint_takes_the_one_selected_on_validation_not_the_newest(tmp_path):
+    fold = tmp_path / "fold_0"
+    for name, when, epoch in (("CKPT+best", 1.0, 3), ("CKPT+last", 2.0, 5)):
+        (fold / "save" / name).mkdir(parents=True)
+        (fold / "save" / name / "model.ckpt").write_bytes(b"x")
+        (fold / "save" / name / "CKPT.yaml").write_text(f"unixtime: {when}\nepoch: {epoch}\n")
+    assert os.path.basename(export_mod.find_checkpoint(str(fold))) == "CKPT+last"  # no metrics.json yet
+    (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
+    assert os.path.basename(export_mod.find_checkpoint(str(fold))) == "CKPT+best"
+    assert os.path.basename(export_mod.find_checkpoint(str(fold), "CKPT+last")) == "CKPT+last"

@@ -1,0 +1,54 @@
+"""`--debug` smoke runs of every recipe's train.py: real annotation files, tiny audio, tiny model.
+
+Each run goes through the whole chain a user's first command runs: prepare
+(on the real annotation files of the dataset, in its real layout), feature
+cache, segments, folds, SSSLBrain (a couple of batches), stage 2 and the
+results tables.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prepare_fixtures import build_4q, build_eim, build_pmemo
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--debug", "--debug_batches=2", "--debug_epochs=2", "--number_of_epochs=2", "--warmup_epochs=1",
+        "--width_mult=0.0625", "--classifier_dim=16", "--seg_dur=1", "--n_folds=2", "--folds=[0]",
+        "--svm_grid_search=False", "--feature_jobs=1", "--partition_batch_size=256", "--device=cpu",
+        "--noprogressbar", "--plot_partition=False"]
+
+
+def run_recipe(name, data_folder, results, *extra):
+    train_py, hparams = REPO / "recipes" / name / "train.py", REPO / "hparams" / "vgg16_sssl.yaml"
+    cmd = [sys.executable, str(train_py), str(hparams),
+           f"--data_folder={data_folder}", f"--results_folder={results}", *TINY, *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=results)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.mark.parametrize("name,build,target,n_songs", [
+    ("pmemo", lambda base: build_pmemo(base).root, "valence", 767),
+    ("4q", lambda base: build_4q(base).root, "quadrant", 900),
+    ("eim", lambda base: build_eim(base).root, "arousal", 744),
+])
+def test_recipe_debug_smoke_run(tmp_path, name, build, target, n_songs):
+    data = build(tmp_path / "data")
+    results = tmp_path / "results"
+    results.mkdir()
+    run_recipe(name, data, results, f"--target={target}")
+    prepared = results / name / "prepared" / "songs.csv"
+    with open(prepared, newline="") as f:
+        assert sum(1 for _ in csv.DictReader(f)) == n_songs
+    exp = results / name / f"{target}_seg1s_seed1986"
+    fold = exp / "sssl" / "fold_0"
+    for output in ("segment_predictions.csv", "song_predictions.csv", "metrics.json", "fold_config.json",
+                   "train_log.txt"):
+        assert (fold / output).is_file(), output
+    table = (exp / "results.md").read_text()
+    assert "| sssl | svm | 1 |" in table

@@ -1,0 +1,313 @@
+"""Tests of the clean/noisy partition (Eq. 3), its fallbacks, and the partition plots."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from sssl_brain.method.partition import (
+    PartitionResult,
+    class_balance_shift,
+    fit_clean_posterior,
+    partition_precision_recall,
+    partition_segments,
+)
+from sssl_brain.utils.errors import ConfigError, DataError
+from sssl_brain.utils.plots import plot_clean_precision, plot_partition_histogram
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _clusters(spec, seed=0):
+    """Concatenated normal clusters: spec = [(mean, std, count), ...]."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(m, s, n) for m, s, n in spec])
+
+
+def _check_no_nan(result, n):
+    assert isinstance(result, PartitionResult)
+    assert result.clean_prob.shape == (n,) and result.clean.shape == (n,)
+    assert np.all(np.isfinite(result.clean_prob))
+    assert np.all((result.clean_prob >= 0) & (result.clean_prob <= 1))
+    assert result.n_clean + result.n_noisy == n
+    assert result.n_clean == int(result.clean.sum())
+    summary = result.summary()
+    assert all(not (isinstance(v, float) and np.isnan(v)) for v in summary.values())
+
+
+# ---------------------------------------------------------------- fit_clean_posterior
+
+
+def test_fit_clean_posterior_bimodal():
+    losses = np.r_[np.linspace(0.0, 0.15, 40), np.linspace(0.85, 1.0, 10)]
+    w, means = fit_clean_posterior(losses)
+    assert w.shape == (50,)
+    assert np.all(w[:40] > 0.99) and np.all(w[40:] < 0.01)
+    assert means[0] == pytest.approx(0.075, abs=1e-3) and means[1] == pytest.approx(0.925, abs=1e-3)
+
+
+def test_fit_clean_posterior_rejects_degenerate_input():
+    with pytest.raises(DataError, match="distinct"):
+        fit_clean_posterior(np.full(10, 0.3))
+    with pytest.raises(DataError, match="NaN"):
+        fit_clean_posterior(np.array([0.1, np.nan, 0.2]))
+    with pytest.raises(DataError, match="1-D"):
+        fit_clean_posterior(np.zeros((3, 2)))
+
+
+# ---------------------------------------------------------------- partition_segments: normal split
+
+
+def test_bimodal_losses_split_correctly():
+    # Raw losses (not normalised): 80 clean around 0.3, 20 noisy around 2.4.
+    losses = _clusters([(0.3, 0.05, 80), (2.4, 0.1, 20)])
+    labels = np.arange(100) % 2
+    r = partition_segments(losses, labels, n_classes=2)
+    _check_no_nan(r, 100)
+    assert r.fallback is None and not r.per_class
+    assert r.clean[:80].all() and not r.clean[80:].any()
+    assert (r.n_clean, r.n_noisy) == (80, 20)
+    assert 0.0 <= r.means[0] < 0.1 and 0.9 < r.means[1] <= 1.0
+    assert r.gmm is not None and r.gmm.means[0] < r.gmm.means[1]
+    assert r.gmm.weights == pytest.approx([0.8, 0.2], abs=0.01)
+
+
+def test_tau_moves_the_threshold():
+    # Overlapping clusters: a higher tau can only shrink X.
+    losses = _clusters([(0.2, 0.1, 70), (0.6, 0.1, 30)], seed=1)
+    labels = np.arange(100) % 2
+    low = partition_segments(losses, labels, 2, tau=0.2)
+    high = partition_segments(losses, labels, 2, tau=0.8)
+    assert np.all(high.clean <= low.clean) and high.n_clean < low.n_clean
+
+
+def test_same_seed_same_partition():
+    losses = _clusters([(0.2, 0.1, 70), (0.6, 0.15, 30)], seed=2)
+    labels = np.arange(100) % 2
+    a = partition_segments(losses, labels, 2, seed=5)
+    b = partition_segments(losses, labels, 2, seed=5)
+    np.testing.assert_array_equal(a.clean_prob, b.clean_prob)
+    assert a.means == b.means
+
+
+# ---------------------------------------------------------------- fallbacks
+
+
+def test_all_equal_losses_fall_back_to_all_labeled(caplog):
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.method.partition"):
+        r = partition_segments(np.full(50, 0.42), np.arange(50) % 2, 2)
+    _check_no_nan(r, 50)
+    assert r.fallback == "degenerate_losses"
+    assert r.clean.all() and np.all(r.clean_prob == 1.0)
+    assert r.means == (0.0, 0.0)
+    assert "degenerate_losses" in caplog.text
+
+
+def test_too_few_samples_fall_back():
+    r = partition_segments(np.array([0.1, 0.9, 0.2]), np.array([0, 1, 0]), 2)
+    _check_no_nan(r, 3)
+    assert r.fallback == "too_few_samples" and r.clean.all()
+
+
+def test_empty_input_is_handled():
+    r = partition_segments(np.array([]), np.array([], dtype=int), 2)
+    assert r.n_clean == 0 and r.n_noisy == 0 and r.fallback == "too_few_samples"
+
+
+def test_nearly_empty_clean_set_falls_back_to_all_labeled(caplog):
+    # 2 of 100 losses at 0, the rest around 0.8: the low component holds 2 % of the segments.
+    losses = np.r_[np.zeros(2), _clusters([(0.8, 0.05, 98)])]
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.method.partition"):
+        r = partition_segments(losses, np.arange(100) % 2, 2)
+    _check_no_nan(r, 100)
+    assert r.fallback == "clean_too_small"
+    assert r.clean.all()
+    assert "clean_too_small" in caplog.text
+
+
+def test_nearly_everything_clean_falls_back_to_all_labeled():
+    losses = np.r_[_clusters([(0.1, 0.02, 99)]), [1.0]]
+    r = partition_segments(losses, np.arange(100) % 2, 2)
+    _check_no_nan(r, 100)
+    assert r.fallback == "clean_too_large" and r.clean.all()
+
+
+def test_close_means_are_a_degenerate_mixture():
+    losses = np.r_[np.linspace(0.0, 0.15, 40), np.linspace(0.85, 1.0, 10)]
+    r = partition_segments(losses, np.arange(50) % 2, 2, min_mean_gap=0.95)
+    _check_no_nan(r, 50)
+    assert r.fallback == "degenerate_mixture" and r.clean.all()
+    assert r.gmm is not None  # the rejected fit is kept for the plot
+
+
+def _class_biased_case():
+    """Labels 50/50; class 0 losses are low and class 1 losses high, whatever the noise.
+
+    Within each class, 80 segments are clean and 20 noisy (a little higher loss).
+    """
+    c0 = _clusters([(0.10, 0.02, 80), (0.30, 0.02, 20)], seed=3)
+    c1 = _clusters([(0.70, 0.02, 80), (0.95, 0.02, 20)], seed=4)
+    losses = np.r_[c0, c1]
+    labels = np.r_[np.zeros(100, dtype=int), np.ones(100, dtype=int)]
+    truth = np.tile(np.r_[np.ones(80, dtype=bool), np.zeros(20, dtype=bool)], 2)
+    return losses, labels, truth
+
+
+def test_class_biased_split_is_detected_and_refitted_per_class(caplog):
+    losses, labels, truth = _class_biased_case()
+    # The plain global mixture (bias check disabled) separates the classes: X is class 0.
+    plain = partition_segments(losses, labels, 2, bias_tolerance=None, min_class_share=None)
+    assert plain.fallback is None
+    assert np.all(labels[plain.clean] == 0)
+    tv, share = class_balance_shift(plain.clean, labels, 2)
+    assert tv == pytest.approx(0.5) and share == 0.0
+    # With the check: detected, per-class fit, balanced X that finds the clean segments.
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.method.partition"):
+        r = partition_segments(losses, labels, 2)
+    _check_no_nan(r, 200)
+    assert r.fallback == "class_bias_per_class" and r.per_class
+    assert "follows the classes" in caplog.text
+    assert np.sum(r.clean & (labels == 0)) == 80 and np.sum(r.clean & (labels == 1)) == 80
+    assert r.class_tv == pytest.approx(0.0)
+    np.testing.assert_array_equal(r.clean, truth)
+    assert len(r.means) == 2 and r.means[0][0] < r.means[0][1] and r.means[1][0] < r.means[1][1]
+
+
+def test_still_biased_after_per_class_falls_back_to_all_labeled():
+    c0 = _clusters([(0.10, 0.02, 80), (0.30, 0.02, 20)], seed=3)
+    c1 = _clusters([(0.10, 0.02, 10), (0.90, 0.02, 90)], seed=5)  # class 1 mostly "noisy"
+    labels = np.r_[np.zeros(100, dtype=int), np.ones(100, dtype=int)]
+    r = partition_segments(np.r_[c0, c1], labels, 2)
+    _check_no_nan(r, 200)
+    assert r.fallback == "class_bias_all_labeled" and r.clean.all() and not r.per_class
+
+
+def _imbalanced_case():
+    """900 / 100 / 5 segments; the minority class has higher losses overall."""
+    c0 = _clusters([(0.05, 0.02, 720), (0.40, 0.03, 180)], seed=6)
+    c1 = _clusters([(0.55, 0.02, 80), (0.95, 0.02, 20)], seed=7)
+    c2 = np.array([0.2, 0.5, 0.9, 0.1, 0.3])
+    labels = np.r_[np.zeros(900, dtype=int), np.ones(100, dtype=int), np.full(5, 2)]
+    return np.r_[c0, c1, c2], labels
+
+
+def test_per_class_option_for_class_imbalance():
+    losses, labels = _imbalanced_case()
+    r = partition_segments(losses, labels, 3, per_class=True)
+    _check_no_nan(r, 1005)
+    assert r.per_class
+    # Class 2 has fewer than min_samples segments: all clean, recorded.
+    assert r.fallback == "class_fallback:2=too_few_samples"
+    assert r.class_fallbacks == [None, None, "too_few_samples"] and r.means[2] is None
+    assert r.clean[labels == 2].all()
+    # Each fitted class keeps its own clean 80 %.
+    assert np.sum(r.clean & (labels == 0)) == 720 and np.sum(r.clean & (labels == 1)) == 80
+    tv, share = class_balance_shift(r.clean, labels, 3)
+    assert tv < 0.01 and share > 0.95
+
+
+def test_imbalance_global_fit_starves_the_minority_and_falls_back():
+    losses, labels = _imbalanced_case()
+    r = partition_segments(losses, labels, 3)
+    _check_no_nan(r, 1005)
+    assert r.fallback == "class_bias_per_class" and r.per_class
+    assert np.sum(r.clean & (labels == 1)) == 80
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_typed_errors():
+    losses = np.linspace(0, 1, 20)
+    labels = np.arange(20) % 2
+    with pytest.raises(DataError, match="labels"):
+        partition_segments(losses, labels[:10], 2)
+    with pytest.raises(DataError, match=r"\[0, 2\)"):
+        partition_segments(losses, labels + 1, 2)
+    with pytest.raises(DataError, match="integers"):
+        partition_segments(losses, labels.astype(float), 2)
+    with pytest.raises(DataError, match="NaN"):
+        partition_segments(np.r_[losses[:-1], np.inf], labels, 2)
+    with pytest.raises(ConfigError, match="tau"):
+        partition_segments(losses, labels, 2, tau=1.0)
+    with pytest.raises(ConfigError, match="min_clean_frac"):
+        partition_segments(losses, labels, 2, min_clean_frac=0.9, max_clean_frac=0.5)
+    with pytest.raises(ConfigError, match="n_classes"):
+        partition_segments(losses, labels, 0)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def test_class_balance_shift_hand_values():
+    labels = np.array([0, 0, 1, 1])
+    # X = {0, 1, 2}: P(k|X) = (2/3, 1/3) vs (1/2, 1/2): tv = 1/6; class 1 keeps 1/2 vs overall 3/4.
+    tv, share = class_balance_shift(np.array([True, True, True, False]), labels, 2, min_samples=1)
+    assert tv == pytest.approx(1 / 6) and share == pytest.approx(2 / 3)
+    assert class_balance_shift(np.zeros(4, dtype=bool), labels, 2) == (1.0, 0.0)
+    # Classes under min_samples are left out of the share check.
+    assert class_balance_shift(np.array([True, True, False, False]), labels, 2, min_samples=3)[1] == 1.0
+
+
+def test_precision_recall_hand_values():
+    clean = [True, True, True, False, False]
+    correct = [True, True, False, True, False]
+    assert partition_precision_recall(clean, correct) == pytest.approx((2 / 3, 2 / 3))
+    assert partition_precision_recall([True, False, False, False], [True, True, True, False]) == (1.0, 1 / 3)
+
+
+def test_precision_recall_undefined_is_none():
+    assert partition_precision_recall([False, False], [True, False]) == (None, 0.0)
+    assert partition_precision_recall([True, False], [False, False]) == (0.0, None)
+    assert partition_precision_recall([], []) == (None, None)
+    with pytest.raises(DataError, match="shape"):
+        partition_precision_recall([True], [True, False])
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def _fallback_cases():
+    losses, labels, _ = _class_biased_case()
+    imb_losses, imb_labels = _imbalanced_case()
+    return {
+        "normal": (_clusters([(0.3, 0.05, 80), (2.4, 0.1, 20)]), np.arange(100) % 2, 2, {}),
+        "all_equal": (np.full(30, 0.5), np.arange(30) % 2, 2, {}),
+        "too_few": (np.array([0.1, 0.2]), np.array([0, 1]), 2, {}),
+        "clean_too_small": (np.r_[np.zeros(2), _clusters([(0.8, 0.05, 98)])], np.arange(100) % 2, 2, {}),
+        "class_bias": (losses, labels, 2, {}),
+        "per_class": (imb_losses, imb_labels, 3, {"per_class": True}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_fallback_cases()))
+def test_partition_histogram_is_a_png_for_every_case(tmp_path, case):
+    losses, labels, n_classes, kw = _fallback_cases()[case]
+    result = partition_segments(losses, labels, n_classes, **kw)
+    path = tmp_path / "plots" / f"partition_{case}.png"
+    plot_partition_histogram(losses, result, str(path), epoch=4, title=case)
+    _assert_png(path)
+
+
+def test_partition_histogram_rejects_mismatched_result(tmp_path):
+    result = partition_segments(np.linspace(0, 1, 20), np.arange(20) % 2, 2)
+    with pytest.raises(DataError, match="partition of 20"):
+        plot_partition_histogram(np.linspace(0, 1, 10), result, str(tmp_path / "x.png"), epoch=1)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_clean_precision_plot(tmp_path):
+    path = tmp_path / "precision.png"
+    plot_clean_precision([1, 2, 3, 4], [0.7, None, 0.8, 0.85], [0.6, 0.65, None, 0.7], str(path))
+    _assert_png(path)
+    empty = tmp_path / "none.png"
+    plot_clean_precision([1, 2], [None, None], [None, None], str(empty))
+    _assert_png(empty)
+    with pytest.raises(DataError, match="epochs"):
+        plot_clean_precision([1, 2], [0.5], [0.5, 0.6], str(tmp_path / "bad.png"))
