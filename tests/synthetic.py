@@ -75,7 +75,9 @@ def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0,
         "sharpen_temperature": 0.5, "mixup_alpha": 4.0, "rdrop_lambda": 1.0, "gmm_max_iter": 10,
         "gmm_tol": 1e-2, "gmm_reg_covar": 5e-4, "gmm_per_class": False, "partition_batch_size": 64,
         "seed": seed, "epoch_counter": counter, "partition_state": state, "output_folder": folder,
-        "plot_partition": True, "model": model,
+        "plot_partition": True, "model": model, "partition_min_clean_frac": 0.05,
+        "partition_max_clean_frac": 0.98, "partition_min_mean_gap": 0.05, "partition_bias_tolerance": 0.25,
+        "partition_min_class_share": 0.25, "partition_min_samples": 10,
         "checkpointer": sb.utils.checkpoints.Checkpointer(
             os.path.join(folder, "save"), {"model": model, "counter": counter, "partition_state": state}),
     }

@@ -3,8 +3,9 @@
 Per training epoch after ``warmup_epochs``:
 
 1. ``on_stage_start`` computes the cross-entropy of every training segment
-   (eval mode, no grad), normalises it to [0, 1] and fits a 2-component
-   Gaussian mixture (Eq. 3): X = {w_i > tau} are labeled, U the rest. Under
+   (eval mode, no grad); :func:`sssl_brain.method.partition.partition_segments`
+   normalises it to [0, 1] and fits a 2-component Gaussian mixture (Eq. 3):
+   X = {w_i > tau} are labeled, U the rest. Under
    DDP each rank computes the losses of its shard, all are gathered, rank 0
    fits the mixture and broadcasts the partition, so every rank holds the
    identical partition.
@@ -29,20 +30,26 @@ import torch.nn.functional as F
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
-from sssl_brain.method.partition import partition_precision_recall, partition_segments
+from sssl_brain.method.partition import (
+    FALLBACK_THRESHOLDS,
+    check_fallback_thresholds,
+    partition_precision_recall,
+    partition_segments,
+)
 from sssl_brain.method.sssl import (
     class_prior_penalty,
     co_guess,
-    mixup,
-    normalize_losses,
+    mix_pairs,
+    mixup_weights,
     refine_labels,
+    replace_unlabeled_targets,
     sharpen,
     soft_cross_entropy,
     sssl_loss,
     symmetric_kl,
 )
 from sssl_brain.utils.checkpoints import save_warmup_snapshot
-from sssl_brain.utils.errors import ConfigError
+from sssl_brain.utils.errors import ConfigError, SSSLError
 from sssl_brain.utils.io_utils import atomic_write_csv
 
 logger = logging.getLogger(__name__)
@@ -70,7 +77,8 @@ SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("
 #: a fold are the same for every method whatever their values (see ``share_warmup``).
 AFTER_WARMUP_HPARAMS = (
     "method", "methods", "tau", "sharpen_temperature", "mixup_alpha", "rdrop_lambda", "gmm_max_iter",
-    "gmm_tol", "gmm_reg_covar", "gmm_per_class", "plot_partition", "prior_weight", "refine_labels",
+    "gmm_tol", "gmm_reg_covar", "gmm_per_class", *(f"partition_{k}" for k in FALLBACK_THRESHOLDS),
+    "plot_partition", "prior_weight", "refine_labels",
     "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
     "svm_gamma", "share_warmup", "fold_jobs",
 )
@@ -80,8 +88,24 @@ OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels":
                    "collapse_margin": 0.25}
 
 
-def check_sssl_hparams(hparams):
-    """Checks the SSSL options at start-up; a wrong value raises a ConfigError naming it."""
+def check_sssl_hparams(hparams, run_opts=None, environ=None):
+    """Checks the SSSL options at start-up; a wrong value raises a ConfigError naming it.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict, optional
+        SpeechBrain's run options (``device``, ``distributed_launch``), for
+        :func:`check_distributed_batch_norm`.
+    environ : mapping, optional
+        The process environment (default ``os.environ``), idem.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first wrong option.
+    """
     method = hparams["method"]
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: choose one of {', '.join(METHODS)}")
@@ -106,6 +130,93 @@ def check_sssl_hparams(hparams):
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
     if not 0.0 <= float(option["collapse_margin"]) <= 1.0:
         raise ConfigError(f"collapse_margin={hparams['collapse_margin']!r}: must be in [0, 1]")
+    check_fallback_thresholds(**partition_fallback_options(hparams), prefix="partition_")
+    check_distributed_batch_norm(hparams, run_opts, environ)
+
+
+def partition_fallback_options(hparams):
+    """The ``partition_*`` thresholds of the hyperparameters, as keyword arguments of ``partition_segments``.
+
+    Raises
+    ------
+    ConfigError
+        When one is missing (every one is set in ``hparams/vgg16_sssl.yaml``).
+
+    Example
+    -------
+    >>> hp = {f"partition_{k}": 0.1 for k in FALLBACK_THRESHOLDS}
+    >>> partition_fallback_options(hp)["min_mean_gap"]
+    0.1
+    """
+    missing = [f"partition_{k}" for k in FALLBACK_THRESHOLDS if f"partition_{k}" not in hparams]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing from the hyperparameters "
+                          f"(the partition fallback thresholds; see hparams/vgg16_sssl.yaml)")
+    return {k: hparams[f"partition_{k}"] for k in FALLBACK_THRESHOLDS}
+
+
+def check_distributed_batch_norm(hparams, run_opts=None, environ=None):
+    """Refuses batch norm in a distributed (torchrun) run on the CPU device, naming ``batch_norm``.
+
+    Under DDP SpeechBrain converts every BatchNorm layer to ``SyncBatchNorm``
+    (``Brain._wrap_distributed``), whose training forward runs on
+    accelerators only: on the CPU the first batch would crash. The run is
+    distributed when ``WORLD_SIZE > 1``, when ``RANK`` and ``LOCAL_RANK`` are
+    set (how SpeechBrain detects torchrun) or when ``run_opts`` says
+    ``distributed_launch``. The model has batch norm when the
+    hyperparameters say ``batch_norm: True`` or a module of ``model`` /
+    ``modules`` is a BatchNorm layer. The device is ``run_opts["device"]``
+    or, without it, SpeechBrain's guess (``infer_device``).
+
+    Arguments
+    ---------
+    hparams : dict
+        The hyperparameters.
+    run_opts : dict, optional
+        SpeechBrain's run options.
+    environ : mapping, optional
+        The process environment (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        For batch norm in a distributed run on the CPU.
+
+    Example
+    -------
+    >>> check_distributed_batch_norm({"batch_norm": True}, {"device": "cpu"}, environ={})
+    >>> check_distributed_batch_norm({"batch_norm": True}, {"device": "cpu"},
+    ...                              environ={"WORLD_SIZE": "2"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sssl_brain.utils.errors.ConfigError: batch_norm=True: ...
+    """
+    environ = os.environ if environ is None else environ
+    run_opts = run_opts or {}
+    try:
+        world = int(environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world = 1
+    distributed = (world > 1 or bool(run_opts.get("distributed_launch"))
+                   or (environ.get("RANK") is not None and environ.get("LOCAL_RANK") is not None))
+    if not distributed:
+        return
+    device = run_opts.get("device") or sb.utils.distributed.infer_device()
+    if torch.device(device).type != "cpu" or not _has_batch_norm(hparams):
+        return
+    raise ConfigError(
+        "batch_norm=True: under torchrun (DDP) SpeechBrain turns batch norm into SyncBatchNorm, which "
+        "does not run on the CPU device; pass --batch_norm=False, or train in one process "
+        "(python instead of torchrun), or on GPUs"
+    )
+
+
+def _has_batch_norm(hparams):
+    if bool(hparams.get("batch_norm", False)):
+        return True
+    modules = [hparams.get("model"), *dict(hparams.get("modules") or {}).values()]
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+               for module in modules if isinstance(module, torch.nn.Module) for m in module.modules())
 
 
 class SSSLForward(torch.nn.Module):
@@ -220,6 +331,8 @@ class SSSLBrain(sb.Brain):
     Expects in ``hparams``: ``method``, ``n_classes``, ``warmup_epochs``,
     ``tau``, ``sharpen_temperature``, ``mixup_alpha``, ``rdrop_lambda``,
     ``gmm_max_iter``, ``gmm_tol``, ``gmm_reg_covar``, ``gmm_per_class``,
+    the fallback thresholds ``partition_<name>`` for each name of
+    :data:`sssl_brain.method.partition.FALLBACK_THRESHOLDS`,
     ``partition_batch_size``, ``seed``, ``epoch_counter``; optional
     ``partition_state``, ``train_logger``, ``output_folder``.
     The model module is ``modules["model"]`` with ``trunk``/``head`` methods.
@@ -227,7 +340,8 @@ class SSSLBrain(sb.Brain):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        check_sssl_hparams(vars(self.hparams))
+        hparams = {**vars(self.hparams), "modules": self.modules}
+        check_sssl_hparams(hparams, {"device": self.device, "distributed_launch": self.distributed_launch})
         self.modules["model"] = SSSLForward(self.modules["model"]).to(self.device)
         self.state = getattr(self.hparams, "partition_state", None) or PartitionState()
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
@@ -324,7 +438,8 @@ class SSSLBrain(sb.Brain):
         if self._option("refine_labels") and epoch_probs is not None:
             refined = sharpen(refine_labels(targets, epoch_probs, self.clean_prob[index]), temperature)
             targets = torch.where(noisy.unsqueeze(-1), targets, refined)
-        mixed_x, _, delta, perm = mixup(feats, targets, float(hp.mixup_alpha), generator=self.mix_generator)
+        delta, perm = mixup_weights(feats.shape[0], float(hp.mixup_alpha), self.mix_generator, feats.device)
+        mixed_x = mix_pairs(feats, delta, perm)  # Eq. 6; the targets are mixed below, once U has its guesses
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
         source = self._option("pseudo_labels")
         if epoch_probs is None:
@@ -345,11 +460,10 @@ class SSSLBrain(sb.Brain):
                      "co_guess": lambda: co_guess(step_probs, epoch_probs[noisy])}[source]()
             if self._option("unlabeled_targets") == "refined":
                 guess = refine_labels(targets[noisy], guess, self.clean_prob[index][noisy])
-            targets = targets.clone()
-            targets[noisy] = sharpen(guess, temperature).to(targets.dtype)
+            targets = replace_unlabeled_targets(targets, noisy, sharpen(guess, temperature))  # Eq. 4-5
         if l_kl is None:
             l_kl = logits.new_zeros(())
-        mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(self.device)]
+        mixed_targets = mix_pairs(targets, delta, perm)  # Eq. 7
         l_mix = soft_cross_entropy(logits.float(), mixed_targets)
         prior_weight = float(self._option("prior_weight"))
         l_prior = logits.new_zeros(())
@@ -419,18 +533,24 @@ class SSSLBrain(sb.Brain):
         """Runs the partition pass of this epoch (Eq. 3) and logs it; returns the PartitionResult."""
         hp = self.hparams
         losses, probs = self.segment_losses(self.train_dataset)
-        norm = normalize_losses(losses)
-        result = None
+        result = failure = None
         if if_main_process():
-            result = partition_segments(
-                norm, self.train_labels, int(hp.n_classes), tau=float(hp.tau),
-                per_class=bool(hp.gmm_per_class), seed=int(hp.seed) + epoch,
-                **{k: getattr(hp, "gmm_" + k) for k in ("max_iter", "tol", "reg_covar")},
-            )
+            try:
+                result = partition_segments(
+                    losses, self.train_labels, int(hp.n_classes), tau=float(hp.tau),
+                    per_class=bool(hp.gmm_per_class), seed=int(hp.seed) + epoch,
+                    **{k: getattr(hp, "gmm_" + k) for k in ("max_iter", "tol", "reg_covar")},
+                    **partition_fallback_options(vars(hp)),
+                )
+            except SSSLError as err:  # e.g. a NaN loss: every rank stops, not rank 0 alone
+                failure = err
         if torch.distributed.is_initialized():
-            box = [result]
+            box = [(result, failure)]
             torch.distributed.broadcast_object_list(box, src=0)
-            result = box[0]
+            result, failure = box[0]
+        if failure is not None:
+            raise failure
+        norm = result.losses  # normalised to [0, 1] by partition_segments
         self._log_partition(epoch, norm, probs, result)
         self.last_losses, self.last_partition = norm, result  # for diagnostics and tests
         self.last_probs = probs

@@ -5,7 +5,9 @@ are normalised to [0, 1] and a 2-component Gaussian mixture is fitted to
 them (EM, scikit-learn). ``w_i`` is the posterior of the component with the
 smaller mean; the labeled set X is ``{i : w_i > tau}`` and the rest is the
 unlabeled set U (DESIGN.md section 1, step 2). Mixture settings default to
-DivideMix's (max_iter 10, tol 1e-2, reg_covar 5e-4).
+DivideMix's (max_iter 10, tol 1e-2, reg_covar 5e-4). The losses are
+normalised here, once (:func:`partition_segments` takes the raw losses and
+returns the normalised ones in :attr:`PartitionResult.losses`).
 
 Public implementations break on a few edges; :func:`partition_segments`
 handles them, never returns NaN, logs a warning and records the reason in
@@ -18,8 +20,9 @@ handles them, never returns NaN, logs a warning and records the reason in
                               all labeled (every segment in X, w = 1)
 ``degenerate_losses``         fewer than 2 distinct loss values: all labeled
 ``degenerate_mixture``        the two means closer than ``min_mean_gap`` (on
-                              the [0, 1] scale) or a non-finite posterior:
-                              all labeled
+                              the [0, 1] scale), a non-finite posterior, or
+                              a fit that fails (scikit-learn raises a
+                              ValueError): all labeled
 ``clean_too_small``           ``|X| / N < min_clean_frac``: all labeled (a
                               nearly empty X means the losses do not separate
                               clean from noisy yet, e.g. an uncertain model;
@@ -47,6 +50,10 @@ least ``min_samples`` segments) keeps less than ``min_class_share`` (default
 fraction in X). For reference, labels 50/50 with noise rates of 10 % and 60 %
 in the two classes give a distance of only 0.19, while a split that keeps
 90 % class 0 gives 0.40.
+
+The thresholds' defaults below are those of ``hparams/vgg16_sssl.yaml``
+(``partition_<name>``, all [ours]: DivideMix has no such fallbacks), where
+:class:`sssl_brain.method.brain.SSSLBrain` reads them.
 """
 
 import logging
@@ -146,6 +153,9 @@ class PartitionResult:
     class_tv : float
         Total variation distance between the class distribution of X and
         that of the labels, for the final partition.
+    losses : numpy.ndarray
+        The normalised per-segment losses the mixture was fitted to, shape
+        (N,), in [0, 1] (:func:`sssl_brain.method.sssl.normalize_losses`).
     """
 
     clean_prob: np.ndarray
@@ -161,6 +171,7 @@ class PartitionResult:
     class_fallbacks: object = None
     class_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     class_tv: float = 0.0
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     def summary(self):
         """Flat dict of scalars for a per-epoch table (e.g. ``partition.csv``).
@@ -350,7 +361,11 @@ def _split_one(x, tau, seed, fit_kw, min_samples, min_mean_gap, min_clean_frac, 
         return ones, None, "too_few_samples"
     if np.unique(x).size < 2:
         return ones, None, "degenerate_losses"
-    post, params = _fit_gmm(x, seed, **fit_kw)
+    try:
+        post, params = _fit_gmm(x, seed, **fit_kw)
+    except ValueError as err:  # scikit-learn's own checks, e.g. an ill-defined covariance
+        logger.warning("partition: the Gaussian mixture fit of %d losses failed: %s", x.size, err)
+        return ones, None, "degenerate_mixture"
     if not np.all(np.isfinite(post)) or not np.all(np.isfinite(params.means)):
         return ones, params, "degenerate_mixture"
     if params.means[1] - params.means[0] < min_mean_gap:
@@ -361,6 +376,79 @@ def _split_one(x, tau, seed, fit_kw, min_samples, min_mean_gap, min_clean_frac, 
     if frac > max_clean_frac:
         return ones, params, "clean_too_large"
     return np.clip(post, 0.0, 1.0), params, None
+
+
+#: The fallback thresholds of :func:`partition_segments` (the yaml names them ``partition_<name>``).
+FALLBACK_THRESHOLDS = ("min_clean_frac", "max_clean_frac", "min_mean_gap", "bias_tolerance",
+                       "min_class_share", "min_samples")
+
+
+def check_fallback_thresholds(min_clean_frac, max_clean_frac, min_mean_gap, bias_tolerance, min_class_share,
+                              min_samples, prefix=""):
+    """Checks the fallback thresholds of :func:`partition_segments`; errors name the option.
+
+    Arguments
+    ---------
+    min_clean_frac, max_clean_frac : float
+        Need ``0 <= min_clean_frac < max_clean_frac <= 1``.
+    min_mean_gap : float
+        Need >= 0.
+    bias_tolerance : float or None
+        In [0, 1], or None (check off).
+    min_class_share : float or None
+        >= 0, or None (check off).
+    min_samples : int
+        A whole number >= 1.
+    prefix : str
+        Put before each name in the messages (``"partition_"``: the yaml's names).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first wrong option.
+
+    Example
+    -------
+    >>> check_fallback_thresholds(0.05, 0.98, 0.05, 0.25, None, 10)
+    >>> check_fallback_thresholds(0.05, 0.98, 0.05, 1.5, 0.25, 10, prefix="partition_")
+    Traceback (most recent call last):
+    ...
+    sssl_brain.utils.errors.ConfigError: partition_bias_tolerance=1.5: must be in [0, 1], or null (no check)
+    """
+    names = {k: prefix + k for k in FALLBACK_THRESHOLDS}
+    fracs = {}
+    for key, value in (("min_clean_frac", min_clean_frac), ("max_clean_frac", max_clean_frac),
+                       ("min_mean_gap", min_mean_gap)):
+        fracs[key] = _number(names[key], value)
+    if not 0.0 <= fracs["min_clean_frac"] < fracs["max_clean_frac"] <= 1.0:
+        raise ConfigError(
+            f"{names['min_clean_frac']}={min_clean_frac!r}, {names['max_clean_frac']}={max_clean_frac!r}: "
+            f"need 0 <= min < max <= 1"
+        )
+    if fracs["min_mean_gap"] < 0:
+        raise ConfigError(f"{names['min_mean_gap']}={min_mean_gap!r}: must be >= 0")
+    if bias_tolerance is not None and not 0.0 <= _number(names["bias_tolerance"], bias_tolerance) <= 1.0:
+        raise ConfigError(
+            f"{names['bias_tolerance']}={bias_tolerance!r}: must be in [0, 1], or null (no check)"
+        )
+    if min_class_share is not None and not _number(names["min_class_share"], min_class_share) >= 0.0:
+        raise ConfigError(
+            f"{names['min_class_share']}={min_class_share!r}: must be >= 0, or null (no check)"
+        )
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 1:
+        raise ConfigError(f"{names['min_samples']}={min_samples!r}: must be a whole number >= 1")
+
+
+def _number(name, value):
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r}: must be a number") from None
+    if not np.isfinite(number):
+        raise ConfigError(f"{name}={value!r}: must be a finite number")
+    return number
 
 
 def _split_per_class(x, labels, n_classes, tau, seed, fit_kw, checks):
@@ -405,7 +493,7 @@ def partition_segments(
     both), the mixture of Eq. 3 gives w_i, and X = {i : w_i > tau}. The
     edge cases listed in the module docstring fall back to a safe partition
     with a logged warning and the reason in ``fallback``; the result never
-    holds NaN.
+    holds NaN. The normalised losses are returned in ``losses``.
 
     Order of the checks (global mode): too few samples / fewer than 2
     distinct losses / means closer than ``min_mean_gap`` -> all labeled;
@@ -431,7 +519,8 @@ def partition_segments(
     seed : int
         Random state of the mixture (same seed, same losses => same split).
     min_clean_frac, max_clean_frac : float
-        Bounds on |X| / N (per class in per-class mode); default 0.05, 0.98.
+        Bounds on |X| / N (per class in per-class mode); default 0.05, 0.98
+        (these and the thresholds below: the yaml's ``partition_*`` values).
     min_mean_gap : float
         Smallest distance of the two means, normalised scale; default 0.05.
     bias_tolerance : float or None
@@ -441,7 +530,8 @@ def partition_segments(
         Smallest share of its expected place in X a class may keep; default
         0.25; None disables this check.
     min_samples : int
-        Fewest segments to fit a mixture (globally or for a class); default 10.
+        Fewest segments to fit a mixture (globally or for a class; at least 2
+        are fitted) and for a class to count in the share check; default 10.
     max_iter, tol, reg_covar
         EM settings (DivideMix: 10, 1e-2, 5e-4).
 
@@ -476,12 +566,8 @@ def partition_segments(
         )
     if not 0.0 <= tau < 1.0:
         raise ConfigError(f"tau={tau!r}: the partition threshold must be in [0, 1)")
-    if not 0.0 <= min_clean_frac < max_clean_frac <= 1.0:
-        raise ConfigError(
-            f"min_clean_frac={min_clean_frac!r}, max_clean_frac={max_clean_frac!r}: need 0 <= min < max <= 1"
-        )
-    if min_mean_gap < 0:
-        raise ConfigError(f"min_mean_gap={min_mean_gap!r}: must be >= 0")
+    check_fallback_thresholds(min_clean_frac, max_clean_frac, min_mean_gap, bias_tolerance, min_class_share,
+                              min_samples)
 
     x = normalize_losses(raw)
     n = x.size
@@ -518,6 +604,7 @@ def partition_segments(
             class_fallbacks=class_fallbacks,
             class_counts=counts,
             class_tv=float(tv),
+            losses=x,
         )
 
     def per_class_result(prefix):

@@ -6,8 +6,13 @@ DESIGN.md section 1):
 
 - :func:`normalize_losses`: per-sample losses scaled to [0, 1] before the
   Gaussian mixture of Eq. 3 (the fit itself is in :mod:`sssl_brain.method.partition`);
-- :func:`sharpen`: pseudo-labels of the unlabeled set U (Eq. 4-5);
-- :func:`mixup`: mixed inputs and targets (Eq. 6-7);
+- :func:`replace_unlabeled_targets`: the labels of U are erased and replaced
+  by pseudo-labels (Eq. 4);
+- :func:`sharpen`: the pseudo-labels, sharpened predictions (Eq. 5);
+- :func:`mixup_weights`: delta ~ Beta(alpha, alpha), max(delta, 1 - delta),
+  and the permutation that pairs the samples (Eq. 6-7);
+- :func:`mix_pairs`: one mixup combination, for the inputs (Eq. 6) and the
+  targets (Eq. 7) alike; :func:`mixup` does both for a batch;
 - :func:`soft_cross_entropy`: L_MIX, the loss on the mixed batch;
 - :func:`symmetric_kl`: L_KL, the R-Drop consistency loss (Eq. 8);
 - :func:`sssl_loss`: the total loss (Eq. 9).
@@ -90,8 +95,48 @@ def normalize_losses(losses):
     return np.clip((x - lo) / span, 0.0, 1.0)
 
 
+def replace_unlabeled_targets(targets, unlabeled, pseudo_labels):
+    """The labels of the unlabeled set U are erased and replaced by pseudo-labels (Eq. 4).
+
+    Rows of ``targets`` where ``unlabeled`` is True get the pseudo-labels (in
+    SSSL the model's sharpened predictions, :func:`sharpen`), in order; the
+    other rows (the labeled set X) keep theirs. ``targets`` is not changed.
+
+    Arguments
+    ---------
+    targets : torch.Tensor
+        Targets of the batch (one-hot inherited labels, or refined), shape (B, K).
+    unlabeled : torch.Tensor
+        Boolean mask of the U samples of the batch, shape (B,).
+    pseudo_labels : torch.Tensor
+        One distribution per U sample, shape (n_U, K).
+
+    Returns
+    -------
+    torch.Tensor
+        A new tensor, shape (B, K), dtype of ``targets``.
+
+    Example
+    -------
+    >>> y = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> replace_unlabeled_targets(y, torch.tensor([False, True, False]), torch.tensor([[0.1, 0.9]]))
+    tensor([[1.0000, 0.0000],
+            [0.1000, 0.9000],
+            [0.0000, 1.0000]])
+    """
+    n_u = int(unlabeled.sum())
+    if unlabeled.shape != targets.shape[:1] or pseudo_labels.shape != (n_u, *targets.shape[1:]):
+        raise DataError(
+            f"replace_unlabeled_targets: targets {tuple(targets.shape)}, mask {tuple(unlabeled.shape)} "
+            f"with {n_u} U samples and pseudo-labels {tuple(pseudo_labels.shape)} do not match"
+        )
+    out = targets.clone()
+    out[unlabeled] = pseudo_labels.to(out.dtype)
+    return out
+
+
 def sharpen(probs, temperature):
-    """Temperature sharpening of predicted distributions: pseudo-labels of U (Eq. 4-5).
+    """Temperature sharpening of predicted distributions: pseudo-labels of U (Eq. 5).
 
     ``q_k = p_k^(1/T) / sum_j p_j^(1/T)`` row-wise. Computed in the log domain
     (``softmax(log(p) / T)``) so that small temperatures neither underflow to
@@ -134,18 +179,98 @@ def _draw_beta(alpha, generator):
     return float(np.random.default_rng(seed).beta(alpha, alpha))
 
 
+def mixup_weights(batch_size, alpha, generator=None, device=None):
+    """The random part of mixup (Eq. 6-7): the mixing weight and the pairing of the samples.
+
+    ``delta ~ Beta(alpha, alpha)``, ``delta = max(delta, 1 - delta)`` (so the
+    mixed sample stays closer to the original, as in DivideMix), and a
+    random permutation ``perm`` of the batch: sample i is mixed with sample
+    ``perm[i]`` (:func:`mix_pairs`).
+
+    The Beta draw, then the permutation, both come from ``generator`` (or
+    from torch's global generator when None), so a fixed seed gives the same
+    mix. ``alpha <= 0`` (or None) disables mixing: delta = 1, perm = identity,
+    and nothing is drawn from the generator.
+
+    Arguments
+    ---------
+    batch_size : int
+        B.
+    alpha : float
+        Beta distribution parameter (DivideMix: 4).
+    generator : torch.Generator, optional
+        Source of randomness.
+    device : torch.device or str, optional
+        Where ``perm`` is returned (default: the CPU).
+
+    Returns
+    -------
+    delta : float
+        The mixing weight of the original samples, in [0.5, 1].
+    perm : torch.Tensor
+        The permutation, long, shape (B,).
+
+    Example
+    -------
+    >>> delta, perm = mixup_weights(4, alpha=4.0, generator=torch.Generator().manual_seed(0))
+    >>> 0.5 <= delta <= 1.0, sorted(perm.tolist())
+    (True, [0, 1, 2, 3])
+    >>> mixup_weights(3, alpha=0.0)
+    (1.0, tensor([0, 1, 2]))
+    """
+    if alpha is None or not alpha > 0 or batch_size == 0:
+        return 1.0, torch.arange(batch_size, device=device)
+    delta = _draw_beta(float(alpha), generator)
+    delta = max(delta, 1.0 - delta)
+    source = generator.device if generator is not None else torch.device("cpu")
+    perm = torch.randperm(batch_size, generator=generator, device=source).to(device or "cpu")
+    return delta, perm
+
+
+def mix_pairs(values, delta, perm):
+    """One mixup combination: ``delta * v + (1 - delta) * v[perm]`` (Eq. 6 for inputs, Eq. 7 for targets).
+
+    The inputs and the (one-hot or pseudo-label) targets of a batch are mixed
+    with the same ``delta`` and ``perm`` (:func:`mixup_weights`). ``delta = 1``
+    (mixing disabled) returns a copy of ``values``, the exact value of the
+    formula.
+
+    Arguments
+    ---------
+    values : torch.Tensor
+        Inputs or soft targets of the batch, shape (B, ...).
+    delta : float
+        Weight of the original samples, in [0.5, 1].
+    perm : torch.Tensor
+        Permutation of the batch, shape (B,).
+
+    Returns
+    -------
+    torch.Tensor
+        Mixed values, same shape.
+
+    Example
+    -------
+    >>> t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> mix_pairs(t, 0.75, torch.tensor([1, 0]))
+    tensor([[0.7500, 0.2500],
+            [0.2500, 0.7500]])
+    """
+    if perm.shape != values.shape[:1]:
+        raise DataError(f"mix_pairs: a permutation of {perm.numel()} samples, a batch of {values.shape[0]}")
+    if delta == 1.0:
+        return values.clone()
+    return delta * values + (1.0 - delta) * values[perm.to(values.device)]
+
+
 def mixup(inputs, targets, alpha, generator=None):
     """Mixup of a batch with a random permutation of itself (Eq. 6-7).
 
-    ``delta ~ Beta(alpha, alpha)``, ``delta = max(delta, 1 - delta)`` (so the
-    mixed sample stays closer to the original, as in DivideMix), and
-    ``x' = delta * x + (1 - delta) * x[perm]``,
-    ``t' = delta * t + (1 - delta) * t[perm]``.
-
-    The Beta draw and the permutation both come from ``generator`` (or from
-    torch's global generator when None), so a fixed seed gives the same mix.
-    ``alpha <= 0`` disables mixing: delta = 1, perm = identity, and nothing is
-    drawn from the generator.
+    :func:`mixup_weights` draws ``delta`` and ``perm``, then
+    ``x' = delta * x + (1 - delta) * x[perm]`` and
+    ``t' = delta * t + (1 - delta) * t[perm]`` (:func:`mix_pairs`).
+    ``alpha <= 0`` disables mixing (delta = 1, perm = identity, copies of
+    the inputs and targets).
 
     Arguments
     ---------
@@ -182,17 +307,8 @@ def mixup(inputs, targets, alpha, generator=None):
         raise DataError(f"mixup: inputs have {inputs.shape[0]} samples but targets have {targets.shape[0]}")
     if not torch.is_floating_point(targets):
         raise DataError("mixup: targets must be soft (floating point, shape (B, K)), e.g. one-hot")
-    batch = inputs.shape[0]
-    if alpha is None or not alpha > 0 or batch == 0:
-        perm = torch.arange(batch, device=inputs.device)
-        return inputs.clone(), targets.clone(), 1.0, perm
-    delta = _draw_beta(float(alpha), generator)
-    delta = max(delta, 1.0 - delta)
-    device = generator.device if generator is not None else torch.device("cpu")
-    perm = torch.randperm(batch, generator=generator, device=device).to(inputs.device)
-    mixed_inputs = delta * inputs + (1.0 - delta) * inputs[perm]
-    mixed_targets = delta * targets + (1.0 - delta) * targets[perm.to(targets.device)]
-    return mixed_inputs, mixed_targets, delta, perm
+    delta, perm = mixup_weights(inputs.shape[0], alpha, generator, device=inputs.device)
+    return mix_pairs(inputs, delta, perm), mix_pairs(targets, delta, perm), delta, perm
 
 
 def soft_cross_entropy(logits, soft_targets):

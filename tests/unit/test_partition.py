@@ -7,11 +7,13 @@ import pytest
 
 from sssl_brain.method.partition import (
     PartitionResult,
+    check_fallback_thresholds,
     class_balance_shift,
     fit_clean_posterior,
     partition_precision_recall,
     partition_segments,
 )
+from sssl_brain.method.sssl import normalize_losses
 from sssl_brain.utils.errors import ConfigError, DataError
 from sssl_brain.utils.plots import plot_clean_precision, plot_partition_histogram
 
@@ -138,6 +140,66 @@ def test_close_means_are_a_degenerate_mixture():
     _check_no_nan(r, 50)
     assert r.fallback == "degenerate_mixture" and r.clean.all()
     assert r.gmm is not None  # the rejected fit is kept for the plot
+
+
+def test_a_failing_mixture_fit_is_a_degenerate_mixture(monkeypatch, caplog):
+    # scikit-learn raises a ValueError, e.g. for an ill-defined covariance: the fallback, not a crash
+    from sklearn.mixture import GaussianMixture
+
+    def fail(self, x):
+        raise ValueError("Fitting the mixture model failed because some components have ill-defined "
+                         "empirical covariance")
+
+    monkeypatch.setattr(GaussianMixture, "fit", fail)
+    losses = np.r_[np.linspace(0.0, 0.1, 30), np.linspace(0.9, 1.0, 10)]
+    labels = np.tile([0, 1], 20)
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.method.partition"):
+        r = partition_segments(losses, labels, 2)
+    _check_no_nan(r, 40)
+    assert r.fallback == "degenerate_mixture" and r.clean.all() and r.gmm is None
+    assert r.summary()["fallback"] == "degenerate_mixture"
+    assert "ill-defined empirical covariance" in caplog.text
+    r = partition_segments(losses, labels, 2, per_class=True)  # each class's fit fails the same way
+    _check_no_nan(r, 40)
+    assert r.fallback == "class_fallback:0=degenerate_mixture,1=degenerate_mixture" and r.clean.all()
+
+
+def test_the_losses_are_normalised_once_and_returned():
+    raw = np.r_[np.linspace(2.0, 2.5, 30), np.linspace(6.0, 7.0, 10)]
+    labels = np.tile([0, 1], 20)
+    r = partition_segments(raw, labels, 2)
+    np.testing.assert_array_equal(r.losses, normalize_losses(raw))
+    assert r.losses.min() == 0.0 and r.losses.max() == 1.0
+    # normalised losses are their own normalisation: the same partition, bit for bit
+    again = partition_segments(r.losses, labels, 2)
+    np.testing.assert_array_equal(again.losses, r.losses)
+    np.testing.assert_array_equal(again.clean_prob, r.clean_prob)
+    assert partition_segments(np.full(12, 3.0), labels[:12], 2).losses.tolist() == [0.0] * 12
+
+
+def test_the_fallback_thresholds_change_the_partition():
+    losses = np.r_[np.linspace(0.0, 0.1, 30), np.linspace(0.9, 1.0, 10)]  # X would hold 75 %
+    labels = np.tile([0, 1], 20)
+    assert partition_segments(losses, labels, 2).fallback is None
+    assert partition_segments(losses, labels, 2, min_clean_frac=0.8, max_clean_frac=0.9).fallback == (
+        "clean_too_small")
+    assert partition_segments(losses, labels, 2, max_clean_frac=0.7).fallback == "clean_too_large"
+    assert partition_segments(losses, labels, 2, min_samples=41).fallback == "too_few_samples"
+    assert partition_segments(losses, labels, 2, min_mean_gap=0.9).fallback == "degenerate_mixture"
+
+
+def test_wrong_fallback_thresholds_name_the_option():
+    good = {"min_clean_frac": 0.05, "max_clean_frac": 0.98, "min_mean_gap": 0.05, "bias_tolerance": 0.25,
+            "min_class_share": 0.25, "min_samples": 10}
+    check_fallback_thresholds(**good)
+    check_fallback_thresholds(**{**good, "bias_tolerance": None, "min_class_share": None})
+    for key, value in (("min_clean_frac", -0.1), ("max_clean_frac", 0.01), ("min_mean_gap", -1),
+                       ("bias_tolerance", 1.5), ("min_class_share", -0.5), ("min_samples", 0),
+                       ("min_samples", True), ("min_mean_gap", float("nan")), ("bias_tolerance", "x")):
+        with pytest.raises(ConfigError, match=f"partition_{key}="):
+            check_fallback_thresholds(**{**good, key: value}, prefix="partition_")
+        with pytest.raises(ConfigError, match=rf"(^|, ){key}="):  # partition_segments: its own argument
+            partition_segments(np.linspace(0, 1, 20), np.arange(20) % 2, 2, **{**good, key: value})
 
 
 def _class_biased_case():

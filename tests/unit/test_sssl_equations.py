@@ -10,9 +10,12 @@ import torch.nn.functional as F
 from sssl_brain.method.sssl import (
     class_prior_penalty,
     co_guess,
+    mix_pairs,
     mixup,
+    mixup_weights,
     normalize_losses,
     refine_labels,
+    replace_unlabeled_targets,
     sharpen,
     soft_cross_entropy,
     sssl_loss,
@@ -161,6 +164,35 @@ def test_mixup_alpha_zero_means_no_mixing(alpha):
     assert torch.equal(mx, x) and torch.equal(mt, t)
 
 
+def test_mixup_is_its_draw_then_one_combination_for_inputs_and_targets():
+    x, t = _batch()
+    mx, mt, delta, perm = mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(5))
+    d, p = mixup_weights(4, 4.0, torch.Generator().manual_seed(5))  # the same draws, in the same order
+    assert d == delta and torch.equal(p, perm)
+    assert torch.equal(mix_pairs(x, d, p), mx) and torch.equal(mix_pairs(t, d, p), mt)
+    assert torch.equal(mt, delta * t + (1.0 - delta) * t[perm])  # Eq. 7, the same operations
+
+
+def test_mix_pairs_hand_values_and_no_mixing():
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    out = mix_pairs(t, 0.75, torch.tensor([2, 0, 1]))
+    torch.testing.assert_close(out, torch.tensor([[0.875, 0.125], [0.25, 0.75], [0.375, 0.625]]))
+    x = torch.tensor([[1.0], [float("inf")]])
+    same = mix_pairs(x, 1.0, torch.tensor([1, 0]))  # delta = 1: the samples as they are, a copy
+    assert torch.equal(same, x) and same is not x
+    with pytest.raises(DataError, match="permutation"):
+        mix_pairs(t, 0.75, torch.tensor([0, 1]))
+
+
+def test_mixup_weights_without_alpha_draw_nothing():
+    g = torch.Generator().manual_seed(9)
+    state = g.get_state()
+    delta, perm = mixup_weights(3, 0.0, g)
+    assert delta == 1.0 and perm.tolist() == [0, 1, 2] and mixup_weights(3, None)[0] == 1.0
+    assert torch.equal(g.get_state(), state)
+    assert mixup_weights(0, 4.0, g)[1].numel() == 0
+
+
 def test_mixup_bad_inputs():
     x, t = _batch()
     with pytest.raises(DataError, match="samples"):
@@ -307,3 +339,20 @@ def test_sssl_loss_with_the_prior_term():
     assert float(loss) == pytest.approx(1.9)
     with pytest.raises(ConfigError, match="prior"):
         sssl_loss(1.0, 0.0, 1.0, 0.1, -1.0)
+
+
+# ---------------------------------------------------------------- Eq. 4
+
+
+def test_replace_unlabeled_targets_erases_the_labels_of_u_only():
+    y = torch.eye(3)
+    unlabeled = torch.tensor([True, False, True])
+    pseudo = torch.tensor([[0.2, 0.3, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    out = replace_unlabeled_targets(y, unlabeled, pseudo)
+    expected = torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(out, expected)
+    assert out.dtype == torch.float32
+    assert torch.equal(y, torch.eye(3))  # the input is left as it was
+    assert torch.equal(replace_unlabeled_targets(y, torch.zeros(3, dtype=torch.bool), pseudo[:0]), y)
+    with pytest.raises(DataError, match="do not match"):
+        replace_unlabeled_targets(y, unlabeled, pseudo[:1])
