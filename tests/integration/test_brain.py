@@ -9,8 +9,9 @@ import torch
 from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams
 
 from sssl_brain.method.brain import SSSLForward, check_sssl_hparams
-from sssl_brain.method.partition import PartitionResult
-from sssl_brain.utils.errors import ConfigError
+from sssl_brain.method.partition import PartitionResult, partition_segments
+from sssl_brain.method.sssl import normalize_losses
+from sssl_brain.utils.errors import ConfigError, DataError
 
 LOADER = {"batch_size": 16, "shuffle": True}
 
@@ -126,11 +127,18 @@ def test_rdrop_passes_share_one_trunk_pass():
     torch.testing.assert_close(out["u_probs"], torch.softmax(model(x[:2]), -1))  # pseudo-labels: no dropout
 
 
+#: The partition fallback thresholds of the yaml (partition_segments' defaults).
+FALLBACKS = {"partition_min_clean_frac": 0.05, "partition_max_clean_frac": 0.98,
+             "partition_min_mean_gap": 0.05, "partition_bias_tolerance": 0.25,
+             "partition_min_class_share": 0.25, "partition_min_samples": 10}
+
+
 @pytest.mark.parametrize("key,value", [("tau", 1.5), ("tau", 0.0), ("method", "dividemix"),
-                                       ("sharpen_temperature", 0), ("rdrop_lambda", -1)])
+                                       ("sharpen_temperature", 0), ("rdrop_lambda", -1),
+                                       ("partition_min_samples", 1.5), ("partition_bias_tolerance", -1)])
 def test_wrong_sssl_options_name_the_option(key, value):
     hp = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
-          "warmup_epochs": 1, key: value}
+          "warmup_epochs": 1, **FALLBACKS, key: value}
     with pytest.raises(ConfigError, match=key):
         check_sssl_hparams(hp)
 
@@ -221,7 +229,7 @@ def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, c
 
 def test_new_sssl_options_are_checked_at_start_up():
     base = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
-            "warmup_epochs": 1}
+            "warmup_epochs": 1, **FALLBACKS}
     for key, value in (("prior_weight", -1), ("pseudo_labels", "teacher"), ("rdrop_reduction", "sum"),
                        ("unlabeled_targets", "truth"),
                        ("selection_metric", "test_acc"), ("collapse_margin", 2)):
@@ -267,3 +275,57 @@ def test_the_prior_penalty_pushes_a_biased_model_back_to_the_label_prior(noisy, 
         assert (parts["l_prior"] > 0.1) == (weight > 0)  # mean prediction far from the 50/50 prior
     push = grads[1.0] - grads[0.0]  # the penalty's own gradient on the two output biases
     assert push[0] > 0.05 and push[1] < -0.05, push  # descent: class 0 down, class 1 up
+
+
+def test_the_brain_reads_the_partition_thresholds_and_normalises_once(noisy, tmp_path):
+    _, segments, _ = noisy
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False)
+    brain = make_brain(hp)
+    brain.on_fit_start()
+    dataset = datasets(segments)
+    brain.train_dataset, brain.train_labels = dataset, np.array([s["label"] for s in segments])
+    brain.train_truth, brain.train_correct = np.array([s["truth"] for s in segments]), None
+    result = brain.compute_partition(epoch=2)
+    raw, _ = brain.segment_losses(dataset)
+    # the losses of the plot and the diagnostics are the ones the mixture saw, normalised once
+    np.testing.assert_array_equal(brain.last_losses, result.losses)
+    np.testing.assert_array_equal(result.losses, normalize_losses(raw))
+    expected = partition_segments(raw, brain.train_labels, 2, seed=0 + 2)  # the yaml's values = the defaults
+    np.testing.assert_array_equal(result.clean_prob, expected.clean_prob)
+    brain.hparams.partition_min_samples = len(dataset) + 1  # fewer segments than that: all labeled
+    assert brain.compute_partition(epoch=2).fallback == "too_few_samples"
+    brain.hparams.partition_min_samples, brain.hparams.partition_max_clean_frac = 10, 0.06
+    assert brain.compute_partition(epoch=2).fallback == "clean_too_large"
+    assert _rows(tmp_path / "partition.csv")[-1]["fallback"] == "clean_too_large"
+
+
+def test_a_partition_error_stops_the_epoch_with_it(noisy, tmp_path, monkeypatch):
+    _, segments, _ = noisy
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False)
+    brain = make_brain(hp)
+    brain.train_dataset, brain.train_labels = datasets(segments), np.array([s["label"] for s in segments])
+    nan_losses = lambda ds: (np.full(len(ds), np.nan), np.zeros((len(ds), 2)))  # noqa: E731
+    monkeypatch.setattr(brain, "segment_losses", nan_losses)
+    with pytest.raises(DataError, match="NaN"):
+        brain.compute_partition(epoch=2)
+
+
+def test_batch_norm_in_a_distributed_cpu_run_is_refused_naming_the_option(monkeypatch, tmp_path):
+    from sssl_brain.lobes.vgg16 import VGG16
+
+    hp = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
+          "warmup_epochs": 1, **FALLBACKS}
+    bn = VGG16(2, width_mult=1 / 16, classifier_dim=16, batch_norm=True)
+    plain = VGG16(2, width_mult=1 / 16, classifier_dim=16, batch_norm=False)
+    ddp_cpu = ({"device": "cpu", "distributed_launch": True}, {})
+    for extra in ({"batch_norm": True}, {"model": bn}, {"modules": {"model": bn}}):  # the option or the model
+        with pytest.raises(ConfigError, match="batch_norm=True.*--batch_norm=False"):
+            check_sssl_hparams({**hp, **extra}, *ddp_cpu)
+    check_sssl_hparams({**hp, "model": plain}, *ddp_cpu)
+    check_sssl_hparams({**hp, "model": bn}, {"device": "cpu"}, {})  # one process: plain BatchNorm
+    # the Brain checks its own device and launch at construction, before any batch
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    hp = tiny_hparams(str(tmp_path), method="sssl", batch_norm=True)
+    with pytest.raises(ConfigError, match="batch_norm"):
+        make_brain(hp)

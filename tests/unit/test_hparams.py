@@ -55,8 +55,8 @@ def test_fold_jobs_is_refused_under_torchrun_at_start_up(tmp_path, monkeypatch):
 
 
 def _cpu_hparams(tmp_path, **overrides):
-    return load_hparams(str(HPARAMS / "vgg16_sssl_cpu.yaml"),
-                        {"data_folder": str(tmp_path), "results_folder": str(tmp_path / "results"), **overrides})
+    folders = {"data_folder": str(tmp_path), "results_folder": str(tmp_path / "results")}
+    return load_hparams(str(HPARAMS / "vgg16_sssl_cpu.yaml"), {**folders, **overrides})
 
 
 @pytest.mark.parametrize("name", ["vgg16_sssl.yaml", "vgg16_sssl_cpu.yaml"])
