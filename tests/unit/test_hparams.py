@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sssl_brain.experiment import check_experiment_hparams, load_hparams
+from sssl_brain.dataio.experiment import check_experiment_hparams
+from sssl_brain.utils.hparams import load_hparams
 from sssl_brain.utils.errors import ConfigError
 
 HPARAMS = Path(__file__).resolve().parents[2] / "hparams"
