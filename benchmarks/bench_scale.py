@@ -151,8 +151,8 @@ def worker_epoch(args):
     torch.set_num_threads(args.threads)
     from sssl_brain.dataio.dataset import segment_dataset
     from sssl_brain.dataio.experiment import Experiment
-    from sssl_brain.utils.hparams import load_hparams
     from sssl_brain.method.brain import SSSLBrain
+    from sssl_brain.utils.hparams import load_hparams
 
     overrides = {
         "data_folder": args.folder, "results_folder": os.path.join(args.folder, "results"), "seg_dur": 1.0,

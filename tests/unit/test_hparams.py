@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from sssl_brain.dataio.experiment import check_experiment_hparams
-from sssl_brain.utils.hparams import load_hparams
 from sssl_brain.utils.errors import ConfigError
+from sssl_brain.utils.hparams import load_hparams
 
 HPARAMS = Path(__file__).resolve().parents[2] / "hparams"
 #: The values ``vgg16_sssl_cpu.yaml`` changes (its header and the README say why).
