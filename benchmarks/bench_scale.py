@@ -150,14 +150,16 @@ def worker_epoch(args):
 
     torch.set_num_threads(args.threads)
     from sssl_brain.dataio.dataset import segment_dataset
-    from sssl_brain.experiment import Experiment, load_hparams
+    from sssl_brain.dataio.experiment import Experiment
     from sssl_brain.method.brain import SSSLBrain
+    from sssl_brain.utils.hparams import load_hparams
 
     overrides = {
         "data_folder": args.folder, "results_folder": os.path.join(args.folder, "results"), "seg_dur": 1.0,
         "n_folds": 10, "folds": [0], "methods": ["sssl"], "number_of_epochs": 1, "warmup_epochs": 0,
         "width_mult": 0.0625, "classifier_dim": 32, "batch_size": 64, "plot_partition": False,
-        "feature_cache": args.cache, "feature_jobs": 1,
+        "feature_cache": args.cache, "feature_jobs": 1, "dataset": "scale",
+        "valence_threshold": 0.5, "arousal_threshold": 0.5,
     }
     hp = load_hparams(HPARAMS, overrides)
     started = time.perf_counter()

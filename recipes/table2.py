@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 import speechbrain as sb  # noqa: E402
 
-from sssl_brain.experiment import load_hparams, parse_overrides  # noqa: E402
+from sssl_brain.utils.hparams import load_hparams, parse_overrides  # noqa: E402
 from sssl_brain.utils.io_utils import atomic_write_csv, atomic_write_text, read_csv_dicts  # noqa: E402
 
 

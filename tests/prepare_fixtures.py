@@ -41,6 +41,18 @@ def load_prepare_module(dataset):
 
 
 @functools.lru_cache(maxsize=None)
+def dataset_hparams(dataset):
+    """``recipes/<dataset>/hparams/<dataset>.yaml`` as the recipe loads it (prepare function included)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    folder = str(REPO / "recipes" / dataset)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    with open(REPO / "recipes" / dataset / "hparams" / f"{dataset}.yaml", encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin)
+
+
+@functools.lru_cache(maxsize=None)
 def audio_bytes(duration, ext="mp3", sr=SR):
     """Encoded bytes of a generated tone (encoded once per process and setting)."""
     folder = tempfile.mkdtemp(prefix="sssl-audio-")

@@ -30,8 +30,6 @@ from sssl_brain.dataio.songs import (
 from sssl_brain.utils.errors import DataError
 
 DATASET = "4Q"
-VALENCE_THRESHOLD = 0.5
-AROUSAL_THRESHOLD = 0.5
 VALUE_RANGE = (0.0, 1.0)
 ANNOTATIONS = "panda_dataset_taffc_annotations.csv"
 ROOT_NAME = "MER_audio_taffc_dataset"

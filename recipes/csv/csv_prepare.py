@@ -13,8 +13,8 @@ every present label column must be filled in every row. ``path`` may also be
 absolute. Audio files (mp3, wav, flac, ogg) anywhere under the CSV's folder
 that no row names are counted as ``unannotated_audio`` skips. Ratings may be
 on any scale (pass ``value_range=(low, high)`` to have them checked); the
-binary label is ``value >= 0.5`` by default (``VALENCE_THRESHOLD``,
-``AROUSAL_THRESHOLD``; override them in the hparams for other scales), and a
+binary label is ``value >= 0.5`` by default (``valence_threshold``,
+``arousal_threshold`` in ``hparams/csv.yaml``; override them for other scales), and a
 quadrant column, where given, is used as is for the quadrant task.
 
 Where ``truth/segment_truth.csv`` exists it is validated (see
@@ -43,8 +43,6 @@ from sssl_brain.dataio.songs import (
 from sssl_brain.utils.errors import DataError, SSSLError
 
 DATASET = "csv"
-VALENCE_THRESHOLD = 0.5
-AROUSAL_THRESHOLD = 0.5
 ANNOTATIONS = "annotations.csv"
 TRUTH = os.path.join("truth", "segment_truth.csv")
 TRUTH_FILE = "segment_truth.csv"

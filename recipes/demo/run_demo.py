@@ -15,6 +15,7 @@ Usage: python recipes/demo/run_demo.py [--songs N] [--folds K] [extra SpeechBrai
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -22,11 +23,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "recipes", "csv"))
 
-from csv_prepare import AROUSAL_THRESHOLD, VALENCE_THRESHOLD, prepare_csv  # noqa: E402
 from demo_data import generate_demo_dataset  # noqa: E402
 from report import experiment_summary  # noqa: E402
 
-from sssl_brain.experiment import recipe_main  # noqa: E402
+from sssl_brain.utils.errors import exit_on_error  # noqa: E402
 from sssl_brain.utils.io_utils import read_csv_dicts  # noqa: E402
 
 #: The demo's small VGG16 and schedule (every other value comes from hparams/vgg16_sssl.yaml).
@@ -65,12 +65,24 @@ def main(argv=None):
     hparams = os.path.join(ROOT, "hparams", "vgg16_sssl.yaml")
     overrides = DEMO_OVERRIDES + [f"--folds={args.folds}", f"--data_folder={args.data}",
                                   f"--results_folder={args.results}", "--device=cpu"] + extra
-    recipe_main([hparams] + overrides, prepare_csv, VALENCE_THRESHOLD, AROUSAL_THRESHOLD, dataset="demo")
+    # the generic CSV recipe, as `python recipes/csv/train.py hparams/vgg16_sssl.yaml ...` runs it
+    with exit_on_error():
+        load_recipe("csv").main([hparams] + overrides + ["--dataset=demo"])
     exp = os.path.join(args.results, "demo", "quadrant_seg1s_seed1986")
     print("\n" + experiment_summary(exp, plot_folder=exp))
     model_dir = export_and_plot(exp, args.data, os.path.join(args.results, "demo", "model"))
     print(f"demo finished in {time.time() - start:.0f} s; outputs in {exp}")
     print(f"exported model: {model_dir}  (try: sssl-classify {model_dir} SONG.mp3 --plot curve.png)")
+
+
+def load_recipe(dataset):
+    """The module of ``recipes/<dataset>/train.py`` (the shared recipe, seen from the dataset's folder)."""
+    path = os.path.join(ROOT, "recipes", dataset, "train.py")
+    spec = importlib.util.spec_from_file_location(f"{dataset}_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def export_and_plot(exp, data_folder, model_dir):

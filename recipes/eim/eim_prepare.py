@@ -13,7 +13,7 @@ characters; they are stripped, and its ``file_name`` locates a song's clip
 where given (otherwise ``<song_id>.mp3``). The 744 annotated songs form the
 cleaned set; clips without annotation are counted as ``unannotated_audio``
 skips. Valence and arousal stay on the 1..9 scale; the binary label is
-``value >= 5`` (``VALENCE_THRESHOLD``, ``AROUSAL_THRESHOLD``).
+``value >= 5`` (``valence_threshold``, ``arousal_threshold`` in ``hparams/eim.yaml``).
 
 Usage::
 
@@ -32,8 +32,6 @@ from sssl_brain.dataio.songs import (
 from sssl_brain.utils.errors import DataError
 
 DATASET = "emoMusic"
-VALENCE_THRESHOLD = 5.0
-AROUSAL_THRESHOLD = 5.0
 VALUE_RANGE = (1.0, 9.0)
 ANNOTATIONS = "static_annotations.csv"
 SONGS_INFO = "songs_info.csv"

@@ -16,8 +16,8 @@ a ``fileName`` for a ``musicId`` that name is used, otherwise
 767 of the 794 clips have static annotations: the 27 others are counted as
 ``unannotated_audio`` skips in ``prepare_report.json`` (so ``strict=True``
 fails on the complete dataset). Valence and arousal are kept on their 0..1
-scale; a song's binary label is ``value >= 0.5`` (``VALENCE_THRESHOLD``,
-``AROUSAL_THRESHOLD``) and the quadrant follows from the two.
+scale; a song's binary label is ``value >= 0.5`` (``valence_threshold``,
+``arousal_threshold`` in ``hparams/pmemo.yaml``) and the quadrant follows from the two.
 
 Usage::
 
@@ -36,8 +36,6 @@ from sssl_brain.dataio.songs import (
 from sssl_brain.utils.errors import DataError
 
 DATASET = "PMEmo2019"
-VALENCE_THRESHOLD = 0.5
-AROUSAL_THRESHOLD = 0.5
 VALUE_RANGE = (0.0, 1.0)
 ANNOTATIONS = "static_annotations.csv"
 METADATA = "metadata.csv"

@@ -51,6 +51,10 @@ from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
+#: Song-level methods that train no segment classifier (beside SSSLBrain's METHODS): hand-crafted
+#: song features and stage 2's SVM, on the same folds.
+SONG_METHODS = ("features_svm",)
+
 #: Bumped whenever the computation or the layout of the vector changes; part of every cache key.
 FORMAT_VERSION = 1
 

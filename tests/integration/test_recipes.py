@@ -52,3 +52,45 @@ def test_recipe_debug_smoke_run(tmp_path, name, build, target, n_songs):
         assert (fold / output).is_file(), output
     table = (exp / "results.md").read_text()
     assert "| sssl | svm | 1 |" in table
+
+
+def test_debug_limits_reach_every_pass(tmp_path):
+    """--debug: songs per class, one fold of two, an SSSL epoch, and debug_batches batches of every pass."""
+    from demo_data import generate_demo_dataset
+
+    data = tmp_path / "data"
+    generate_demo_dataset(str(data), n_songs=24, seed=3, min_duration=6, max_duration=8, progress=False)
+    results = tmp_path / "results"
+    results.mkdir()
+    batch, batches = 8, 2
+    train_py, hparams = REPO / "recipes" / "csv" / "train.py", REPO / "hparams" / "vgg16_sssl.yaml"
+    cmd = [sys.executable, str(train_py), str(hparams),
+           f"--data_folder={data}", f"--results_folder={results}", "--debug", f"--debug_batches={batches}",
+           "--debug_epochs=2", f"--batch_size={batch}", "--width_mult=0.0625", "--classifier_dim=16",
+           "--seg_dur=1", "--target=quadrant", "--methods=[sssl, inherit]", "--svm_grid_search=False",
+           "--feature_jobs=1", "--device=cpu", "--noprogressbar", "--plot_partition=False"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=results,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    exp = results / "csv" / "quadrant_seg1s_seed1986"
+    with open(exp / "folds.csv", newline="") as f:
+        folds = list(csv.DictReader(f))
+    assert len({r["song_id"] for r in folds}) == 4 * 4  # debug_songs_per_class (4) of each quadrant
+    assert {r["fold"] for r in folds} == {"0", "1"}  # two folds ...
+    assert sorted(p.name for p in (exp / "sssl").iterdir() if p.is_dir()) == ["fold_0"]  # ... one trained
+    limit = batch * batches
+    for method in ("sssl", "inherit"):
+        fold = exp / method / "fold_0"
+        with open(fold / "segment_predictions.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        per_split = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}
+        assert per_split["train"] == limit and per_split["test"] == limit, per_split  # prediction pass
+        assert 0 < per_split["valid"] <= limit, per_split
+        with open(fold / "epoch_stats.csv", newline="") as f:
+            assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]  # debug_epochs
+    with open(exp / "sssl" / "fold_0" / "partition.csv", newline="") as f:
+        partition = list(csv.DictReader(f))
+    # the warm-up ends before the last debug epoch, so epoch 2 is an SSSL epoch; its partition pass saw
+    # the fold's (limited) training segments only
+    assert [r["epoch"] for r in partition] == ["2"]
+    assert int(partition[0]["n_clean"]) + int(partition[0]["n_noisy"]) == limit

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from sssl_brain.experiment import check_experiment_hparams, load_hparams
+from sssl_brain.dataio.experiment import check_experiment_hparams
 from sssl_brain.method.brain import check_sssl_hparams
 from sssl_brain.method.partition import FALLBACK_THRESHOLDS, partition_segments
 from sssl_brain.utils.errors import ConfigError
+from sssl_brain.utils.hparams import load_hparams
 
 HPARAMS = Path(__file__).resolve().parents[2] / "hparams"
 #: The values ``vgg16_sssl_cpu.yaml`` changes (its header and the README say why).

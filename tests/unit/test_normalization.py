@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from sssl_brain.experiment import feature_stats
+from sssl_brain.dataio.experiment import feature_stats
 from sssl_brain.lobes.vgg16 import VGG16
 
 

@@ -6,18 +6,20 @@ import os
 import shutil
 
 import pytest
-from prepare_fixtures import build_4q, expected_segments, load_prepare_module, read_raw, real
+from prepare_fixtures import build_4q, dataset_hparams, expected_segments, load_prepare_module, read_raw, real
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.songs import REPORT_FILE, read_songs_table
 from sssl_brain.utils.errors import DataError
 
 fourq = load_prepare_module("4q")
+fourq_hp = dataset_hparams("4q")  # the thresholds and the prepare function the recipe uses
+THRESHOLDS = (fourq_hp["valence_threshold"], fourq_hp["arousal_threshold"])
 
 
 def counts(songs, target):
     names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, fourq.VALENCE_THRESHOLD, fourq.AROUSAL_THRESHOLD)
+    got = collections.Counter(song_class(s, target, *THRESHOLDS)
                               for s in songs)
     return {names[k]: v for k, v in sorted(got.items())}
 
@@ -32,7 +34,8 @@ def prepared(tmp_path_factory):
 
 def test_real_file_is_crlf_and_thresholds():
     assert real("4q/panda_dataset_taffc_annotations.csv").read_bytes().count(b"\r\n") == 901
-    assert (fourq.VALENCE_THRESHOLD, fourq.AROUSAL_THRESHOLD) == (0.5, 0.5)
+    assert fourq_hp["prepare"].__name__ == "prepare_4q" and fourq_hp["dataset"] == "4q"
+    assert (fourq_hp["valence_threshold"], fourq_hp["arousal_threshold"]) == (0.5, 0.5)
 
 
 def test_900_songs_225_per_quadrant(prepared):

@@ -12,6 +12,7 @@ from prepare_fixtures import (
     build_4q,
     build_eim,
     build_pmemo,
+    dataset_hparams,
     load_prepare_module,
     put_audio,
     read_raw,
@@ -23,12 +24,14 @@ from sssl_brain.dataio.songs import REPORT_FILE, SONGS_FILE, read_segment_truth,
 from sssl_brain.utils.errors import DataError
 
 csv_prep = load_prepare_module("csv")
+csv_prep_hp = dataset_hparams("csv")  # the thresholds and the prepare function the recipe uses
 pmemo = load_prepare_module("pmemo")
 TRUTH_HEADER = ["song_id", "second", "valence", "arousal", "quadrant"]
 
 
 def test_thresholds_default_to_half():
-    assert (csv_prep.VALENCE_THRESHOLD, csv_prep.AROUSAL_THRESHOLD) == (0.5, 0.5)
+    assert csv_prep_hp["prepare"].__name__ == "prepare_csv" and csv_prep_hp["dataset"] == "csv"
+    assert (csv_prep_hp["valence_threshold"], csv_prep_hp["arousal_threshold"]) == (0.5, 0.5)
 
 
 def test_real_pmemo_as_a_generic_csv_matches_the_pmemo_recipe(tmp_path):

@@ -5,18 +5,28 @@ import json
 import os
 
 import pytest
-from prepare_fixtures import build_eim, expected_segments, load_prepare_module, put_audio, read_raw, real
+from prepare_fixtures import (
+    build_eim,
+    dataset_hparams,
+    expected_segments,
+    load_prepare_module,
+    put_audio,
+    read_raw,
+    real,
+)
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.songs import REPORT_FILE, read_songs_table
 from sssl_brain.utils.errors import DataError
 
 eim = load_prepare_module("eim")
+eim_hp = dataset_hparams("eim")  # the thresholds and the prepare function the recipe uses
+THRESHOLDS = (eim_hp["valence_threshold"], eim_hp["arousal_threshold"])
 
 
 def counts(songs, target):
     names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, eim.VALENCE_THRESHOLD, eim.AROUSAL_THRESHOLD)
+    got = collections.Counter(song_class(s, target, *THRESHOLDS)
                               for s in songs)
     return {names[k]: v for k, v in sorted(got.items())}
 
@@ -31,7 +41,8 @@ def prepared(tmp_path_factory):
 
 def test_real_songs_info_has_tab_padded_cells():
     assert real("emomusic/songs_info.csv").read_bytes().count(b'"\t') > 700
-    assert (eim.VALENCE_THRESHOLD, eim.AROUSAL_THRESHOLD) == (5.0, 5.0)
+    assert eim_hp["prepare"].__name__ == "prepare_eim" and eim_hp["dataset"] == "eim"
+    assert (eim_hp["valence_threshold"], eim_hp["arousal_threshold"]) == (5.0, 5.0)
 
 
 def test_744_songs_with_the_real_label_balance(prepared):

@@ -8,19 +8,28 @@ import subprocess
 import sys
 
 import pytest
-from prepare_fixtures import REPO, build_pmemo, expected_segments, load_prepare_module, read_raw
+from prepare_fixtures import (
+    REPO,
+    build_pmemo,
+    dataset_hparams,
+    expected_segments,
+    load_prepare_module,
+    read_raw,
+)
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.songs import OPTIONS_FILE, REPORT_FILE, SONGS_FILE, read_songs_table
 from sssl_brain.utils.errors import DataError
 
 pmemo = load_prepare_module("pmemo")
+pmemo_hp = dataset_hparams("pmemo")  # the thresholds and the prepare function the recipe uses
+THRESHOLDS = (pmemo_hp["valence_threshold"], pmemo_hp["arousal_threshold"])
 V_COL, A_COL = "Valence(mean)", "Arousal(mean)"
 
 
 def counts(songs, target):
     names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, pmemo.VALENCE_THRESHOLD, pmemo.AROUSAL_THRESHOLD)
+    got = collections.Counter(song_class(s, target, *THRESHOLDS)
                               for s in songs)
     return {names[k]: v for k, v in sorted(got.items())}
 
@@ -35,7 +44,8 @@ def nested(tmp_path_factory):
 
 
 def test_thresholds():
-    assert (pmemo.VALENCE_THRESHOLD, pmemo.AROUSAL_THRESHOLD) == (0.5, 0.5)
+    assert pmemo_hp["prepare"].__name__ == "prepare_pmemo" and pmemo_hp["dataset"] == "pmemo"
+    assert (pmemo_hp["valence_threshold"], pmemo_hp["arousal_threshold"]) == (0.5, 0.5)
 
 
 def test_official_layout_gives_767_songs_with_the_real_label_balance(nested):

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Recipe: SSSL music emotion recognition with k-fold cross-validation over songs.
+
+Shared by the dataset recipes: ``recipes/<dataset>/train.py`` links to this
+file (as SpeechBrain's UrbanSound8k recipe shares files by symlink). What is
+dataset-specific lives beside the link: the prepare module
+(``<dataset>_prepare.py``) and the dataset's yaml ``hparams/<dataset>.yaml``
+(its name, its prepare function and its binary-label thresholds), which is
+read on top of the method's yaml given on the command line.
+
+The pipeline, for every fold and method (sssl, proposed_star, inherit):
+stage 1 trains the segment classifier (``SSSLBrain``: warm-up, then the
+per-epoch clean/noisy partition, pseudo-labels, mixup and R-Drop); the
+checkpoint chosen on validation predicts every segment; stage 2 fits the SVM
+on the Eq. 10 statistics of the training songs (``recipes/evaluate.py``
+re-runs stage 2 alone). Each fold is its own experiment folder
+(``<experiment_folder>/<method>/fold_<k>/``): a fold whose ``metrics.json``
+exists is finished and skipped, an unfinished one resumes from its last
+checkpoint. The features_svm baseline (hand-crafted song features + the same
+SVM) runs on the same folds.
+
+Usage:
+    python recipes/pmemo/train.py hparams/vgg16_sssl.yaml --data_folder=/path/to/PMEmo2019
+    python recipes/4q/train.py hparams/vgg16_sssl.yaml --data_folder=... --target=quadrant --seg_dur=1
+    torchrun --nproc_per_node=2 recipes/pmemo/train.py hparams/vgg16_sssl.yaml --data_folder=...
+    python recipes/pmemo/train.py hparams/vgg16_sssl.yaml --data_folder=... --debug  # a smoke run
+
+Bad options and bad data stop the run with a one-line message naming the
+option, file or row (exit status 2).
+"""
+
+import logging
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+# the dataset's folder: where the link recipes/<dataset>/train.py lives (abspath keeps the link's folder)
+RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, RECIPE_DIR)
+
+from sssl_brain.dataio.dataset import segment_dataset  # noqa: E402
+from sssl_brain.dataio.experiment import Experiment, check_experiment_hparams, feature_stats  # noqa: E402
+from sssl_brain.experiment import fold_config, run_features_svm_fold, write_fold_outputs  # noqa: E402
+from sssl_brain.method.brain import SSSLBrain  # noqa: E402
+from sssl_brain.method.warmup import share_warmup  # noqa: E402
+from sssl_brain.song_level.handcrafted import SONG_METHODS  # noqa: E402
+from sssl_brain.song_level.results import collect_results, write_results  # noqa: E402
+from sssl_brain.utils.errors import ConfigError, exit_on_error  # noqa: E402
+from sssl_brain.utils.fold_jobs import run_fold_jobs  # noqa: E402
+from sssl_brain.utils.hparams import debug_overrides, load_hparams, parse_overrides  # noqa: E402
+from sssl_brain.utils.io_utils import atomic_write_json  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def load_dataset_hparams(recipe_dir=RECIPE_DIR):
+    """The dataset's yaml ``<recipe_dir>/hparams/<dataset>.yaml``: its prepare function and its defaults.
+
+    Returns
+    -------
+    prepare : callable
+        ``prepare(data_folder, save_folder, skip_prep=...)`` writing ``songs.csv``.
+    defaults : dict
+        The other keys (``dataset``, ``valence_threshold``, ``arousal_threshold``), applied before the
+        command line's overrides.
+    """
+    name = os.path.basename(recipe_dir)
+    path = os.path.join(recipe_dir, "hparams", f"{name}.yaml")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: the dataset's yaml is missing (train.py links to recipes/sssl_train.py "
+                          "from a dataset folder with hparams/<dataset>.yaml)")
+    with open(path, encoding="utf-8") as fin:
+        defaults = load_hyperpyyaml(fin)
+    return defaults.pop("prepare"), defaults
+
+
+def dataio_prepare(hparams, debug=False):
+    """Songs, features (cached), segments and folds: the data every fold and method shares.
+
+    The prepare step has written ``songs.csv`` (and, where the dataset has per-second truth,
+    ``segment_truth.csv``) to ``prepare_folder``.
+    """
+    songs_csv = os.path.join(hparams["prepare_folder"], "songs.csv")
+    truth_csv = os.path.join(hparams["prepare_folder"], "segment_truth.csv")
+    return Experiment(hparams, songs_csv, truth_csv=truth_csv, debug=debug)
+
+
+def train_fold(hparams, run_opts, exp):
+    """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes the fold's outputs."""
+    fold = int(hparams["fold"])
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=None)
+    if if_main_process():
+        config_file = os.path.join(hparams["output_folder"], "fold_config.json")
+        atomic_write_json(config_file, fold_config(hparams, exp))
+    share_warmup(hparams, run_opts)  # start from another method's warm-up of this fold where it is the same
+
+    # --debug: debug_batches batches of every pass (training, partition, validation, prediction)
+    limit = run_opts.get("debug_batches", 2) * hparams["batch_size"] if run_opts.get("debug") else None
+    parts = exp.fold_segments(fold, max_per_split=limit)
+    train_data = segment_dataset(parts["train"], exp.cache)
+    valid_data = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None
+    hparams["model"].set_input_normalization(*feature_stats(exp.cache, [s["path"] for s in parts["train"]]))
+
+    brain = SSSLBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
+                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(hparams["epoch_counter"], train_data, valid_data,
+              train_loader_kwargs=hparams["train_dataloader_opts"],
+              valid_loader_kwargs=hparams["valid_dataloader_opts"])
+    selection = brain.recover_selected()  # the checkpoint chosen on validation serves everything below
+
+    if if_main_process():
+        every = parts["train"] + parts["valid"] + parts["test"]
+        probs = brain.predict_probs(segment_dataset(every, exp.cache))
+        write_fold_outputs(hparams, exp, fold, every, probs, selection=selection)
+
+
+def train_folds(hparams_file, run_opts, overrides, exp, runs):
+    """Trains each ``(method, fold)`` of ``runs`` in order; a finished fold (its metrics.json) is skipped."""
+    for method, fold in runs:
+        fold_hparams = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
+        done = os.path.join(fold_hparams["output_folder"], "metrics.json")
+        if os.path.isfile(done):
+            logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
+            continue
+        logger.info("%s fold %d: training in %s", method, fold, fold_hparams["output_folder"])
+        if method in SONG_METHODS:
+            if if_main_process():
+                run_features_svm_fold(fold_hparams, exp)
+        else:
+            train_fold(fold_hparams, run_opts, exp)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+
+def fold_job(folds, hparams_file, run_opts, overrides):
+    """One process of ``fold_jobs``: every method of ``folds``, fold after fold (so a stopped run has
+    whole folds finished)."""
+    hparams = load_hparams(hparams_file, overrides)
+    exp = dataio_prepare(hparams, debug=bool(run_opts.get("debug")))
+    run_opts = {**run_opts, "noprogressbar": True}  # several jobs share the console
+    train_folds(hparams_file, run_opts, overrides, exp, [(m, k) for k in folds for m in hparams["methods"]])
+
+
+def main(argv):
+    """Parses the command line, prepares the data, trains every fold and method, writes the results."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless launched by torchrun
+
+    prepare, dataset_defaults = load_dataset_hparams()
+    overrides = {**dataset_defaults, **parse_overrides(overrides)}
+    overrides = {**debug_overrides(run_opts, hparams_file, overrides), **overrides}
+    hparams = load_hparams(hparams_file, overrides)
+    check_experiment_hparams(hparams, run_opts)
+    sb.create_experiment_directory(experiment_directory=hparams["experiment_folder"],
+                                   hyperparams_to_save=hparams_file, overrides=overrides)
+
+    # the dataset's songs table (and segment truth where it exists), on the main process only
+    run_on_main(prepare, kwargs={"data_folder": hparams["data_folder"],
+                                 "save_folder": hparams["prepare_folder"], "skip_prep": hparams["skip_prep"]})
+
+    folds = list(range(int(hparams["n_folds"]))) if hparams["folds"] is None else list(hparams["folds"])
+    jobs = min(int(hparams["fold_jobs"]), len(folds))
+    if jobs > 1:
+        run_fold_jobs(jobs, folds, fold_job, (hparams_file, run_opts, overrides))
+    else:
+        exp = dataio_prepare(hparams, debug=bool(run_opts.get("debug")))
+        train_folds(hparams_file, run_opts, overrides, exp,
+                    [(method, int(fold)) for method in hparams["methods"] for fold in folds])
+
+    if if_main_process():
+        rows = collect_results(hparams["experiment_folder"])
+        title = (f"{hparams['dataset']}: {hparams['target']}, {float(hparams['seg_dur']):g} s segments, "
+                 f"seed {hparams['seed']}")
+        write_results(hparams["experiment_folder"], rows, title=title)
+        with open(os.path.join(hparams["experiment_folder"], "results.md"), encoding="utf-8") as f:
+            sys.stdout.write(f.read())
+        return rows
+    return None
+
+
+if __name__ == "__main__":
+    with exit_on_error():
+        main(sys.argv[1:])
