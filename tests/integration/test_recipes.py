@@ -8,6 +8,8 @@ results tables.
 
 import csv
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,39 +18,62 @@ import pytest
 from prepare_fixtures import build_4q, build_eim, build_pmemo
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--debug", "--debug_batches=2", "--debug_epochs=2", "--number_of_epochs=2", "--warmup_epochs=1",
-        "--width_mult=0.0625", "--classifier_dim=16", "--seg_dur=1", "--n_folds=2", "--folds=[0]",
-        "--svm_grid_search=False", "--feature_jobs=1", "--partition_batch_size=256", "--device=cpu",
-        "--noprogressbar", "--plot_partition=False"]
+#: One csv per recipe, as SpeechBrain's tests/recipes/*.csv: its files and its --debug command.
+RECIPE_TABLES = sorted((REPO / "tests" / "recipes").glob("*.csv"))
 
 
-def run_recipe(name, data_folder, results, *extra):
-    train_py, hparams = REPO / "recipes" / name / "train.py", REPO / "hparams" / "vgg16_sssl.yaml"
-    cmd = [sys.executable, str(train_py), str(hparams),
-           f"--data_folder={data_folder}", f"--results_folder={results}", *TINY, *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=results)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
+def recipe_rows():
+    rows = []
+    for table in RECIPE_TABLES:
+        with open(table, newline="", encoding="utf-8") as f:
+            rows += list(csv.DictReader(f))
+    return rows
 
 
-@pytest.mark.parametrize("name,build,target,n_songs", [
-    ("pmemo", lambda base: build_pmemo(base).root, "valence", 767),
-    ("4q", lambda base: build_4q(base).root, "quadrant", 900),
-    ("eim", lambda base: build_eim(base).root, "arousal", 744),
-])
-def test_recipe_debug_smoke_run(tmp_path, name, build, target, n_songs):
-    data = build(tmp_path / "data")
+def build_csv_dataset(base):
+    from demo_data import generate_demo_dataset
+
+    generate_demo_dataset(str(base), n_songs=20, seed=2, min_duration=4, max_duration=6, progress=False)
+    return base
+
+
+BUILDERS = {"pmemo": lambda base: build_pmemo(base).root, "4q": lambda base: build_4q(base).root,
+            "eim": lambda base: build_eim(base).root, "csv": build_csv_dataset}
+
+
+def test_every_recipe_has_a_row_and_its_files():
+    rows = recipe_rows()
+    assert sorted(Path(r["Script_file"]).parent.name for r in rows) == sorted(BUILDERS)
+    for row in rows:
+        for column in ("Script_file", "Hparam_file", "Data_prep_file", "Dataset_hparam_file", "Readme_file"):
+            assert (REPO / row[column]).is_file(), f"{row['Dataset']}: {column} {row[column]} is missing"
+        # every dataset recipe is the shared script, seen from the dataset's folder
+        assert (REPO / row["Script_file"]).resolve() == (REPO / "recipes" / "sssl_train.py").resolve()
+
+
+@pytest.mark.parametrize("row", recipe_rows(), ids=lambda r: Path(r["Script_file"]).parent.name)
+def test_recipe_debug_smoke_run(tmp_path, row):
+    name = Path(row["Script_file"]).parent.name
+    data = BUILDERS[name](tmp_path / "data")
     results = tmp_path / "results"
     results.mkdir()
-    run_recipe(name, data, results, f"--target={target}")
-    prepared = results / name / "prepared" / "songs.csv"
-    with open(prepared, newline="") as f:
-        assert sum(1 for _ in csv.DictReader(f)) == n_songs
+    cmd = [sys.executable, str(REPO / row["Script_file"]), str(REPO / row["Hparam_file"]),
+           f"--data_folder={data}", f"--results_folder={results}", *shlex.split(row["test_debug_flags"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=results,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    checks = dict(c.split("=") for c in row["test_debug_checks"].split() if c)
+    with open(results / name / "prepared" / "songs.csv", newline="") as f:
+        n_songs = sum(1 for _ in csv.DictReader(f))
+    if "songs" in checks:
+        assert n_songs == int(checks["songs"])  # the prepare step reads every song ...
+    target = re.search(r"--target=(\w+)", row["test_debug_flags"]).group(1)
     exp = results / name / f"{target}_seg1s_seed1986"
+    with open(exp / "folds.csv", newline="") as f:
+        assert len({r["song_id"] for r in csv.DictReader(f)}) < n_songs  # ... the debug run trains on a few
     fold = exp / "sssl" / "fold_0"
     for output in ("segment_predictions.csv", "song_predictions.csv", "metrics.json", "fold_config.json",
-                   "train_log.txt"):
+                   "train_log.txt", "partition.csv"):
         assert (fold / output).is_file(), output
     table = (exp / "results.md").read_text()
     assert "| sssl | svm | 1 |" in table
