@@ -32,7 +32,7 @@ from sssl_brain.song_level.predictions import svm_song_predictions
 from sssl_brain.song_level.results import collect_results, write_results
 from sssl_brain.utils.checkpoints import restore_warmup_snapshot
 from sssl_brain.utils.errors import ConfigError, DataError, SSSLError
-from sssl_brain.utils.io_utils import atomic_write_csv, atomic_write_json
+from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_csv, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -309,15 +309,15 @@ def fold_metrics_extra(hp, exp, fold, **more):
 
 
 def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
-    """Writes segment_predictions.csv, then runs stage 2 on the fold folder (song predictions, metrics).
+    """Writes segment_predictions.csv and segment_probs.npy, then runs stage 2 on the fold folder.
 
     Stage 2 (:func:`sssl_brain.song_level.evaluate.evaluate_fold`, what ``recipes/evaluate.py``
     re-runs on a finished fold) writes song_predictions.csv, song_classifier.skops, a confusion
-    matrix and metrics.json (last), with the settings of fold_config.json; it gets the segment
-    probabilities before their rounding in the table.
+    matrix and metrics.json (last), with the settings of fold_config.json; it reads the segment
+    probabilities unrounded from segment_probs.npy (the rows of segment_predictions.csv).
     """
     folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
-    seg_rows, by_song = [], {}
+    seg_rows = []
     for seg, p in zip(segments, probs):
         row = {"song_id": seg["song_id"], "segment": seg["segment"], "start_s": seg["start_s"],
                "end_s": seg["end_s"], "split": split_of[seg["song_id"]], "label": seg["label"],
@@ -326,12 +326,11 @@ def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
             row["truth"] = seg["truth"]
         row.update({f"p_{c}": round(float(v), 6) for c, v in zip(names, p)})
         seg_rows.append(row)
-        by_song.setdefault(seg["song_id"], []).append(p)
     seg_cols = ["song_id", "segment", "start_s", "end_s", "split", "label", "pred"]
     seg_cols += (["truth"] if exp.has_truth else []) + [f"p_{c}" for c in names]
     atomic_write_csv(os.path.join(folder, "segment_predictions.csv"), seg_rows, seg_cols)
-    return evaluate_fold(folder, probs_by_song={s: np.stack(v) for s, v in by_song.items()},
-                         extra=fold_metrics_extra(hp, exp, fold, **(selection or {})))
+    atomic_save_npy(os.path.join(folder, "segment_probs.npy"), np.asarray(probs))
+    return evaluate_fold(folder, extra=fold_metrics_extra(hp, exp, fold, **(selection or {})))
 
 
 def run_features_svm_fold(hp, exp):

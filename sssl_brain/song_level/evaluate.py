@@ -1,7 +1,9 @@
 """Stage 2 of a fold from its segment predictions: song predictions, classifier, confusion matrix, metrics.
 
 A fold folder holds, once stage 1 is done, ``segment_predictions.csv``
-(``song_id, split, label, p_<class>`` ... one row per segment) and
+(``song_id, split, label, p_<class>`` ... one row per segment, probabilities
+rounded to 6 decimals), ``segment_probs.npy`` (the same probabilities as the
+segment classifier gave them, one row per row of the table) and
 ``fold_config.json`` (the fold's settings, among them ``song_theta``,
 ``seed`` and the SVM options ``svm_grid_search, svm_C, svm_gamma,
 svm_C_grid, svm_gamma_grid``). :func:`evaluate_fold` builds the Eq. 10
@@ -13,11 +15,14 @@ songs and writes::
     confusion_matrix.png   the SVM's decisions on the test songs
     metrics.json           metrics per split and aggregator (written last: the fold is finished)
 
-Training calls it right after writing ``segment_predictions.csv``
-(:func:`sssl_brain.experiment.write_fold_outputs`), with the segment
-probabilities it holds in memory; run on a finished fold it reads them from
-the table (rounded to 6 decimals there, so the song probabilities may
-differ from training's in the last digits). :func:`evaluate_experiment`
+Training calls it right after writing the two segment tables
+(:func:`sssl_brain.experiment.write_fold_outputs`), so a re-run on the
+finished fold with the same settings gives the same bytes. The exact
+probabilities of ``segment_probs.npy`` are used where it exists: 6 decimals
+are not enough when a weak model's probabilities differ in the 5th (the
+Eq. 10 features are standardised before the SVM); a
+``segment_predictions.csv`` alone (e.g. written by another model) is
+evaluated with the table's probabilities. :func:`evaluate_experiment`
 re-runs stage 2 for every fold of an experiment and rewrites its
 ``results.md`` / ``results.csv`` (``recipes/evaluate.py``).
 """
@@ -45,6 +50,7 @@ from sssl_brain.utils.model_io import save_song_classifier
 logger = logging.getLogger(__name__)
 
 SEGMENT_FILE = "segment_predictions.csv"
+PROBS_FILE = "segment_probs.npy"
 CONFIG_FILE = "fold_config.json"
 METRICS_FILE = "metrics.json"
 #: The per-fold outputs of stage 2 (metrics.json last).
@@ -139,7 +145,7 @@ def read_json(path):
     return data
 
 
-def read_segment_predictions(path, class_names):
+def read_segment_predictions(path, class_names, probs_path=None):
     """Rows, probabilities, splits and labels of the songs of a ``segment_predictions.csv``.
 
     Arguments
@@ -148,6 +154,10 @@ def read_segment_predictions(path, class_names):
         The table (columns ``song_id, split, label, p_<class>...``).
     class_names : list of str
         The fold's classes; the table's ``p_<class>`` columns must be these.
+    probs_path : str, optional
+        ``segment_probs.npy``: the unrounded probabilities of the table's
+        rows (shape ``(rows, K)``), used instead of its ``p_<class>`` columns;
+        they must round to them.
 
     Returns
     -------
@@ -172,20 +182,29 @@ def read_segment_predictions(path, class_names):
         raise DataError(f"{path}: probability columns of {names}, "
                         f"but the fold's classes are {list(class_names)}")
     columns = [f"p_{c}" for c in class_names]
-    probs, split, label = {}, {}, {}
+    table, split, label, lines_of = [], {}, {}, {}
     for line, row in enumerate(rows, start=2):
         sid = row["song_id"]
         try:
-            p = [float(row[c]) for c in columns]
+            table.append([float(row[c]) for c in columns])
             y = int(row["label"])
         except (TypeError, ValueError) as err:
             raise DataError(f"{path}, line {line}: bad value ({err})") from None
         if sid in label and (label[sid] != y or split[sid] != row["split"]):
             raise DataError(f"{path}, line {line}: song {sid!r} has label {y} / split {row['split']!r} here, "
                             f"{label[sid]} / {split[sid]!r} above")
-        probs.setdefault(sid, []).append(p)
+        lines_of.setdefault(sid, []).append(line - 2)
         split[sid], label[sid] = row["split"], y
-    return rows, {s: np.asarray(v) for s, v in probs.items()}, split, label
+    values = np.asarray(table)
+    if probs_path is not None:
+        exact = np.load(probs_path, allow_pickle=False)
+        if exact.shape != values.shape:
+            raise DataError(f"{probs_path}: shape {exact.shape}, but {path} has {values.shape[0]} rows of "
+                            f"{values.shape[1]} probabilities")
+        if not np.allclose(exact, values, rtol=0, atol=1e-6):
+            raise DataError(f"{probs_path}: its probabilities do not round to those of {path}")
+        values = exact
+    return rows, {s: values[idx] for s, idx in lines_of.items()}, split, label
 
 
 def write_confusion_matrix(folder, song_rows, class_names):
@@ -249,13 +268,14 @@ def _kept_fields(fold_dir, config):
         {"seg_dur": float(config["seg_dur"])} if "seg_dur" in config else {})
 
 
-def evaluate_fold(fold_dir, out_dir=None, overrides=None, probs_by_song=None, extra=None):
+def evaluate_fold(fold_dir, out_dir=None, overrides=None, extra=None):
     """Stage 2 of one fold: Eq. 10 features, SVM fitted on the training songs, outputs written.
 
     Reads ``fold_config.json`` (classes and :data:`SONG_LEVEL_OPTIONS`) and
-    ``segment_predictions.csv`` of ``fold_dir``, fits the song classifier
-    on the songs of the ``train`` split and writes :data:`OUTPUT_FILES`
-    (:func:`write_song_level_outputs`).
+    ``segment_predictions.csv`` of ``fold_dir`` (with ``segment_probs.npy``
+    where it exists, :func:`read_segment_predictions`), fits the song
+    classifier on the songs of the ``train`` split and writes
+    :data:`OUTPUT_FILES` (:func:`write_song_level_outputs`).
 
     Arguments
     ---------
@@ -263,16 +283,11 @@ def evaluate_fold(fold_dir, out_dir=None, overrides=None, probs_by_song=None, ex
         A fold folder with ``fold_config.json`` and ``segment_predictions.csv``.
     out_dir : str, optional
         Where the outputs go (default: ``fold_dir``). Another folder also
-        gets a copy of the fold's ``fold_config.json`` and
-        ``segment_predictions.csv``, so that it is a complete fold folder;
-        ``fold_dir`` is left untouched.
+        gets a copy of the fold's ``fold_config.json`` and segment tables,
+        so that it is a complete fold folder; ``fold_dir`` is left untouched.
     overrides : dict, optional
         Stage 2 settings replacing the fold's (e.g. ``{"song_theta": 0.6,
         "svm_grid_search": False}``); recorded as ``song_level_overrides`` in metrics.json.
-    probs_by_song : dict, optional
-        song_id -> segment probabilities ``(S, K)``: training passes the
-        probabilities it wrote to the table, before their rounding to 6
-        decimals. Default: those of the table.
     extra : dict, optional
         Fields of metrics.json besides the metrics and ``svm_params``;
         default: those of the fold's metrics.json (method, fold, model
@@ -292,20 +307,18 @@ def evaluate_fold(fold_dir, out_dir=None, overrides=None, probs_by_song=None, ex
         raise DataError(f"{config_path}: missing key class_names")
     names = list(config["class_names"])
     options = song_level_options(config, overrides, source=config_path)
-    seg_path = os.path.join(fold_dir, SEGMENT_FILE)
-    seg_rows, table_probs, split, label = read_segment_predictions(seg_path, names)
-    if probs_by_song is None:
-        probs_by_song = table_probs
-    elif list(probs_by_song) != list(table_probs):
-        raise DataError(f"{seg_path}: its songs differ from the segment probabilities given")
-    out = song_level_predictions(probs_by_song, split, label, names, **options)
+    probs_path = os.path.join(fold_dir, PROBS_FILE)
+    seg_rows, probs, split, label = read_segment_predictions(
+        os.path.join(fold_dir, SEGMENT_FILE), names, probs_path if os.path.isfile(probs_path) else None)
+    out = song_level_predictions(probs, split, label, names, **options)
     extra = _kept_fields(fold_dir, config) if extra is None else dict(extra)
     if overrides:
         extra["song_level_overrides"] = dict(overrides)
     if os.path.abspath(out_dir) != os.path.abspath(fold_dir):
         os.makedirs(out_dir, exist_ok=True)
-        for name in (CONFIG_FILE, SEGMENT_FILE):
-            shutil.copyfile(os.path.join(fold_dir, name), os.path.join(out_dir, name))
+        for name in (CONFIG_FILE, SEGMENT_FILE, PROBS_FILE):
+            if name != PROBS_FILE or os.path.isfile(probs_path):
+                shutil.copyfile(os.path.join(fold_dir, name), os.path.join(out_dir, name))
     return write_song_level_outputs(out_dir, out, names, seg_rows, extra=extra)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sssl_brain.song_level.evaluate import read_segment_predictions
+from sssl_brain.song_level.evaluate import evaluate_fold, read_segment_predictions
 from sssl_brain.song_level.predictions import song_level_predictions
+from sssl_brain.utils.errors import DataError
 from sssl_brain.utils.io_utils import atomic_write_csv, read_csv_dicts
 from sssl_brain.utils.model_io import load_song_classifier
 
@@ -40,25 +41,41 @@ def _digests(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_in_place_reproduces_the_results_tables(experiment, capsys):
+def test_in_place_reproduces_the_experiment_byte_for_byte(experiment, capsys):
     fold = experiment / "sssl" / "fold_0"
-    before = {name: (experiment / name).read_bytes() for name in ("results.csv", "results.md")}
-    metrics = json.loads((fold / "metrics.json").read_text())
-    songs = read_csv_dicts(fold / "song_predictions.csv")
+    names = ("results.csv", "results.md", "sssl/fold_0/song_predictions.csv", "sssl/fold_0/metrics.json")
+    before = {name: (experiment / name).read_bytes() for name in names}
+    classifier = load_song_classifier(fold / "song_classifier.skops")
     assert _recipe().main([str(experiment), "--noprogressbar"]) == 0
     for name, data in before.items():
         assert (experiment / name).read_bytes() == data, name
-    assert capsys.readouterr().out == before["results.md"].decode()
-    # metrics.json: same metrics, and the training-time fields (method, model selection...) kept
-    again = json.loads((fold / "metrics.json").read_text())
-    assert again == metrics and "selected_epoch" in again and again["method"] == "sssl"
-    # the same decisions; probabilities from the 6-decimal segment table, close to training's
-    new = read_csv_dicts(fold / "song_predictions.csv")
-    key = ("song_id", "split", "aggregator", "label", "pred")
-    assert [tuple(r[k] for k in key) for r in new] == [tuple(r[k] for k in key) for r in songs]
-    p = [c for c in songs[0] if c.startswith("p_")]
-    np.testing.assert_allclose([[float(r[c]) for c in p] for r in new],
-                               [[float(r[c]) for c in p] for r in songs], atol=1e-4)
+    assert capsys.readouterr().out.endswith(before["results.md"].decode())  # the tables, printed
+    metrics = json.loads(before["sssl/fold_0/metrics.json"])
+    assert "selected_epoch" in metrics and metrics["method"] == "sssl"  # training-time fields kept
+    again = load_song_classifier(fold / "song_classifier.skops")
+    assert again.get_params() == classifier.get_params() and again.best_params_ == classifier.best_params_
+
+
+def test_the_table_alone_is_evaluated_and_a_foreign_probability_file_refused(experiment, tmp_path):
+    fold = experiment / "sssl" / "fold_0"
+    exact = np.load(fold / "segment_probs.npy")
+    assert exact.shape == (len(read_csv_dicts(fold / "segment_predictions.csv")), 4)
+    np.save(fold / "segment_probs.npy", exact[::-1])
+    with pytest.raises(DataError, match="segment_probs.npy: its probabilities do not round to those of"):
+        evaluate_fold(fold, tmp_path / "out")
+    np.save(fold / "segment_probs.npy", exact[1:])
+    with pytest.raises(DataError, match=r"segment_probs.npy: shape \(\d+, 4\)"):
+        evaluate_fold(fold, tmp_path / "out")
+    # without it, the table's 6-decimal probabilities: same table layout, same segment metrics
+    (fold / "segment_probs.npy").unlink()
+    metrics = evaluate_fold(fold, tmp_path / "out")
+    trained = json.loads((fold / "metrics.json").read_text())
+    assert metrics["metrics"]["segment"] == trained["metrics"]["segment"]
+    rows = read_csv_dicts(tmp_path / "out" / "song_predictions.csv")
+    old = read_csv_dicts(fold / "song_predictions.csv")
+    key = ("song_id", "split", "aggregator", "label")
+    assert [tuple(r[k] for k in key) for r in rows] == [tuple(r[k] for k in key) for r in old]
+    assert not (tmp_path / "out" / "segment_probs.npy").exists()
 
 
 def test_out_folder_with_overrides_leaves_the_experiment_untouched(experiment, tmp_path):
@@ -69,7 +86,7 @@ def test_out_folder_with_overrides_leaves_the_experiment_untouched(experiment, t
     assert _recipe().main(args) == 0
     assert _digests(experiment) == before
     fold, new = experiment / "sssl" / "fold_0", out / "sssl" / "fold_0"
-    for name in ("fold_config.json", "segment_predictions.csv"):
+    for name in ("fold_config.json", "segment_predictions.csv", "segment_probs.npy"):
         assert (new / name).read_bytes() == (fold / name).read_bytes()
     assert all((new / name).is_file() for name in FOLD_OUTPUTS)
     assert (out / "results.csv").is_file() and (out / "results.md").is_file()
@@ -80,8 +97,10 @@ def test_out_folder_with_overrides_leaves_the_experiment_untouched(experiment, t
     assert clf.theta == 0.7 and clf.C == 10.0 and clf.grid_search is False
     # the svm rows are those of stage 2 with theta 0.7 on the fold's table; the baselines do not change
     config = json.loads((fold / "fold_config.json").read_text())
-    _, probs, split, label = read_segment_predictions(fold / "segment_predictions.csv", config["class_names"])
-    expected = song_level_predictions(probs, split, label, config["class_names"], theta=0.7, grid_search=False,
+    names = config["class_names"]
+    _, probs, split, label = read_segment_predictions(fold / "segment_predictions.csv", names,
+                                                      fold / "segment_probs.npy")
+    expected = song_level_predictions(probs, split, label, names, theta=0.7, grid_search=False,
                                       seed=config["seed"], C=10.0, gamma=config["svm_gamma"])
     rows = read_csv_dicts(new / "song_predictions.csv")
     assert [r["pred"] for r in rows] == [str(r["pred"]) for r in expected.rows]
