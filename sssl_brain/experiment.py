@@ -10,18 +10,10 @@ import os
 import numpy as np
 
 from sssl_brain.dataio.features import FeatureConfig
+from sssl_brain.song_level.evaluate import evaluate_fold, song_level_options, write_song_level_outputs
 from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
-from sssl_brain.song_level.results import (
-    plot_confusion_matrix,
-    write_fold_metrics,
-)
-from sssl_brain.song_level.stage2 import (
-    song_level_predictions,
-    svm_song_predictions,
-    write_song_predictions,
-)
-from sssl_brain.utils.io_utils import atomic_write_csv, atomic_write_json
-from sssl_brain.utils.model_io import save_song_classifier
+from sssl_brain.song_level.predictions import svm_song_predictions
+from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_csv, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +27,8 @@ def feature_config(hp):
 FOLD_CONFIG_KEYS = (
     "target", "seg_dur", "seg_overlap", "max_song_duration", "sample_rate", "n_fft", "hop_length", "n_mels",
     "mel_power_ref", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "channels_last",
-    "song_theta", "method", "fold", "seed",
+    "song_theta", "svm_grid_search", "svm_C", "svm_gamma", "svm_C_grid", "svm_gamma_grid", "method", "fold",
+    "seed",
 )
 
 
@@ -47,27 +40,22 @@ def fold_config(hp, exp):
     return config
 
 
-def write_confusion_matrix(folder, song_rows, class_names):
-    """``confusion_matrix.png`` of the SVM's decisions on the fold's test songs (nothing without any)."""
-    test = [r for r in song_rows if r["split"] == "test" and r["aggregator"] == "svm"]
-    if test:
-        cm = np.zeros((len(class_names),) * 2, dtype=int)
-        for r in test:
-            cm[r["label"], r["pred"]] += 1
-        plot_confusion_matrix(cm, class_names, os.path.join(folder, "confusion_matrix.png"))
-
-
-def fold_metrics_extra(hp, exp, fold, svm_params, **more):
-    """What metrics.json records of a fold besides its metrics: method, fold, task, SVM params, more."""
+def fold_metrics_extra(hp, exp, fold, **more):
+    """What metrics.json records of a fold besides its metrics and SVM params: method, fold, task, more."""
     return {"method": hp["method"], "fold": fold, "target": exp.target, "seg_dur": float(hp["seg_dur"]),
-            **more, "svm_params": {k: (v if isinstance(v, (int, float, str)) else str(v))
-                                   for k, v in svm_params.items()}}
+            **more}
 
 
 def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
-    """Writes segment_predictions.csv, song_predictions.csv, a confusion matrix and metrics.json (last)."""
+    """Writes segment_predictions.csv and segment_probs.npy, then runs stage 2 on the fold folder.
+
+    Stage 2 (:func:`sssl_brain.song_level.evaluate.evaluate_fold`, what ``recipes/evaluate.py``
+    re-runs on a finished fold) writes song_predictions.csv, song_classifier.skops, a confusion
+    matrix and metrics.json (last), with the settings of fold_config.json; it reads the segment
+    probabilities unrounded from segment_probs.npy (the rows of segment_predictions.csv).
+    """
     folder, split_of, names = hp["output_folder"], exp.folds[fold], exp.class_names
-    seg_rows, by_song = [], {}
+    seg_rows = []
     for seg, p in zip(segments, probs):
         row = {"song_id": seg["song_id"], "segment": seg["segment"], "start_s": seg["start_s"],
                "end_s": seg["end_s"], "split": split_of[seg["song_id"]], "label": seg["label"],
@@ -76,26 +64,18 @@ def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
             row["truth"] = seg["truth"]
         row.update({f"p_{c}": round(float(v), 6) for c, v in zip(names, p)})
         seg_rows.append(row)
-        by_song.setdefault(seg["song_id"], []).append(p)
     seg_cols = ["song_id", "segment", "start_s", "end_s", "split", "label", "pred"]
     seg_cols += (["truth"] if exp.has_truth else []) + [f"p_{c}" for c in names]
     atomic_write_csv(os.path.join(folder, "segment_predictions.csv"), seg_rows, seg_cols)
-    out = song_level_predictions(
-        {s: np.stack(v) for s, v in by_song.items()}, split_of, exp.song_label, names,
-        theta=float(hp["song_theta"]), grid_search=bool(hp["svm_grid_search"]), seed=int(hp["seed"]),
-        C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
-    write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, names)
-    save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
-    write_confusion_matrix(folder, out.rows, names)
-    extra = fold_metrics_extra(hp, exp, fold, out.params, **(selection or {}))
-    return write_fold_metrics(folder, out.rows, seg_rows, extra=extra)
+    atomic_save_npy(os.path.join(folder, "segment_probs.npy"), np.asarray(probs))
+    return evaluate_fold(folder, extra=fold_metrics_extra(hp, exp, fold, **(selection or {})))
 
 
 def run_features_svm_fold(hp, exp):
     """The ``features_svm`` baseline on one fold: hand-crafted song features, StandardScaler + stage 2's SVM.
 
     Same folds as the other methods (``exp.folds``); the song classifier
-    (:func:`sssl_brain.song_level.stage2.svm_song_predictions`: the stage 2 grid
+    (:func:`sssl_brain.song_level.predictions.svm_song_predictions`: the stage 2 grid
     search, StandardScaler, calibrated SVM) is fitted on the fold's training
     songs only, as stage 2 is. Writes ``fold_config.json``,
     ``song_predictions.csv`` (aggregator ``svm``), ``song_classifier.skops``,
@@ -110,12 +90,9 @@ def run_features_svm_fold(hp, exp):
     cache = HandcraftedCache(hp.get("hc_cache") or os.path.join(hp["prepare_folder"], "handcrafted"), config)
     vectors, skipped = song_vectors(cache, [s for s in exp.songs if s["song_id"] in split_of], split_of,
                                     n_jobs=int(hp["feature_jobs"]), what=f"features_svm fold {fold}")
-    out = svm_song_predictions(vectors, split_of, exp.song_label, exp.class_names,
-                               grid_search=bool(hp["svm_grid_search"]), seed=int(hp["seed"]),
-                               C=float(hp["svm_C"]), gamma=hp["svm_gamma"])
-    write_song_predictions(os.path.join(folder, "song_predictions.csv"), out.rows, exp.class_names)
-    save_song_classifier(out.classifier, os.path.join(folder, "song_classifier.skops"))
-    write_confusion_matrix(folder, out.rows, exp.class_names)
-    extra = fold_metrics_extra(hp, exp, fold, out.params, n_features=cache.n_features,
+    options = song_level_options(hp)
+    del options["theta"]  # no Eq. 10 here: the SVM takes the hand-crafted vectors
+    out = svm_song_predictions(vectors, split_of, exp.song_label, exp.class_names, **options)
+    extra = fold_metrics_extra(hp, exp, fold, n_features=cache.n_features,
                                handcrafted_skipped={"count": len(skipped), "items": skipped})
-    return write_fold_metrics(folder, out.rows, extra=extra)
+    return write_song_level_outputs(folder, out, exp.class_names, extra=extra)

@@ -62,7 +62,7 @@ def segment_reference(fold, song_id, class_names):
 
 def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=3.0, width_mult=0.0625,
                  classifier_dim=16, normalization=True, max_song_duration=None, seed=0):
-    """A fold folder built without training: an untrained tiny VGG16 and an SVM on random Eq. 10 features.
+    """A fold folder built without training: an untrained tiny VGG16 and a SongClassifier on random songs.
 
     Arguments
     ---------
@@ -82,7 +82,7 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
     import torch
 
     from sssl_brain.lobes.vgg16 import VGG16
-    from sssl_brain.song_level.stage2 import fit_song_classifier, song_features
+    from sssl_brain.song_level.classifier import SongClassifier
     from sssl_brain.utils.model_io import save_song_classifier
 
     folder = Path(folder)
@@ -109,10 +109,10 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
               "seed": seed, "class_names": list(class_names)}
     (folder / "fold_config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)
-    X = np.stack([song_features(rng.dirichlet(np.ones(n_classes), size=6)) for _ in range(8 * n_classes)])
-    y = np.arange(len(X)) % n_classes
+    songs = [rng.dirichlet(np.ones(n_classes), size=6) for _ in range(8 * n_classes)]
+    y = np.arange(len(songs)) % n_classes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        save_song_classifier(fit_song_classifier(X, y, seed=seed, calibration_folds=3),
+        save_song_classifier(SongClassifier(theta=0.5, seed=seed, calibration_folds=3).fit(songs, y),
                              folder / "song_classifier.skops")
     return folder

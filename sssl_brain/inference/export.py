@@ -7,7 +7,8 @@ code when loaded::
         hyperparams.yaml       plain settings (yaml.safe_load): target, class names,
                                feature, segment, model and song-level settings
         model.ckpt             VGG16 state_dict (torch.save; read with weights_only=True)
-        song_classifier.skops  stage 2 classifier (skops, explicit type allowlist; no pickle)
+        song_classifier.skops  stage 2 classifier, Eq. 10 theta inside (skops, explicit type allowlist;
+                               no pickle)
         README.md              what the model is, how to use it, its test metrics
         manifest.json          format, version, and the size and SHA-256 of every other file
 
@@ -47,7 +48,7 @@ from sssl_brain.dataio.features import FeatureConfig
 from sssl_brain.dataio.labels import CLASS_NAMES
 from sssl_brain.dataio.segments import frames_per_segment, segment_hop
 from sssl_brain.lobes.vgg16 import VGG16
-from sssl_brain.song_level.stage2 import fit_song_classifier, song_features
+from sssl_brain.song_level.classifier import SongClassifier
 from sssl_brain.utils.errors import ConfigError, DataError, ModelFolderError, SSSLError
 from sssl_brain.utils.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_csv_dicts
 from sssl_brain.utils.model_io import dumps_song_classifier, load_song_classifier, sha256_file
@@ -387,12 +388,32 @@ def load_model_folder(folder):
     model = build_model(hp, source=os.path.join(folder, HPARAMS_FILE))
     state = read_weights(os.path.join(folder, WEIGHTS_FILE), model)
     classifier = load_song_classifier(os.path.join(folder, CLASSIFIER_FILE))
+    check_classifier_fits(classifier, hp, os.path.join(folder, CLASSIFIER_FILE))
+    return ModelFolder(folder, hp, state, classifier, manifest)
+
+
+def check_classifier_fits(classifier, hp, source=CLASSIFIER_FILE):
+    """Checks that a song classifier serves a model of ``hp``: a SongClassifier, same theta, class indices.
+
+    Raises
+    ------
+    ModelFolderError
+        If it is not a :class:`~sssl_brain.song_level.classifier.SongClassifier` (it takes the
+        segment probabilities), its ``theta`` differs from ``song_level.theta`` or its classes are
+        not class indices of ``class_names``; the message names ``source``.
+    """
+    if not isinstance(classifier, SongClassifier):
+        raise ModelFolderError(f"{source}: a {type(classifier).__name__}, not a SongClassifier over the "
+                               "segment probabilities (a features_svm fold cannot be exported)")
+    theta = float(hp["song_level"]["theta"])
+    if float(classifier.theta) != theta:
+        raise ModelFolderError(f"{source}: the classifier's theta={classifier.theta!r} differs from "
+                               f"song_level.theta={theta!r} of {HPARAMS_FILE}")
     classes = np.asarray(getattr(classifier, "classes_", []))
     n_classes = len(hp["class_names"])
     if classes.size == 0 or classes.min() < 0 or classes.max() >= n_classes:
-        raise ModelFolderError(f"{os.path.join(folder, CLASSIFIER_FILE)}: classes {classes.tolist()} are not "
+        raise ModelFolderError(f"{source}: classes {classes.tolist()} are not "
                                f"class indices 0..{n_classes - 1}")
-    return ModelFolder(folder, hp, state, classifier, manifest)
 
 
 # --------------------------------------------------------------------------- export
@@ -508,12 +529,11 @@ def refit_song_classifier(fold_dir, hp):
     if "gamma" in params:
         gamma = params["gamma"]
         kwargs["gamma"] = gamma if gamma in ("scale", "auto") else float(gamma)
-    theta = float(hp["song_level"]["theta"])
     songs = list(probs)
-    X = np.stack([song_features(np.asarray(probs[s]), theta=theta) for s in songs])
-    y = np.array([labels[s] for s in songs])
     seed = int(hp.get("training", {}).get("seed", 0))
-    return fit_song_classifier(X, y, grid_search=False, seed=seed, **kwargs)
+    theta = float(hp["song_level"]["theta"])
+    classifier = SongClassifier(theta=theta, grid_search=False, seed=seed, **kwargs)
+    return classifier.fit([np.asarray(probs[s]) for s in songs], np.array([labels[s] for s in songs]))
 
 
 def _readme(hp, files, fold_dir, checkpoint, metrics, refitted):
@@ -630,7 +650,9 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
     clf_path = os.path.join(fold_dir, FOLD_CLASSIFIER_FILE)
     refitted = False
     if os.path.isfile(clf_path):
-        classifier_bytes = dumps_song_classifier(load_song_classifier(clf_path))
+        classifier = load_song_classifier(clf_path)
+        check_classifier_fits(classifier, hp, clf_path)
+        classifier_bytes = dumps_song_classifier(classifier)
     elif refit:
         logger.warning("%s not found: refitting the song classifier from segment_predictions.csv", clf_path)
         classifier_bytes = dumps_song_classifier(refit_song_classifier(fold_dir, hp))

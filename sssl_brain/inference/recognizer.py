@@ -43,12 +43,8 @@ from sssl_brain.inference.export import (
     feature_config,
     load_model_folder,
 )
-from sssl_brain.song_level.stage2 import (
-    majority_vote,
-    mean_probability,
-    predict_song_proba,
-    song_features,
-)
+from sssl_brain.song_level.classifier import predict_song_proba
+from sssl_brain.song_level.features import majority_vote, mean_probability
 from sssl_brain.utils.errors import AudioError, DataError, ModelFolderError
 
 
@@ -190,7 +186,8 @@ class EmotionRecognizer(Pretrained):
     Build it with :meth:`from_hparams`. ``self.mods.model`` is the VGG16,
     ``self.hparams`` the settings of ``hyperparams.yaml`` (``class_names``,
     ``features``, ``segments``, ``model``, ``song_level``), ``self.song_classifier``
-    the stage 2 classifier.
+    the stage 2 classifier (a :class:`~sssl_brain.song_level.classifier.SongClassifier`: it
+    takes a song's segment probabilities, its Eq. 10 theta inside).
 
     Arguments
     ---------
@@ -202,7 +199,7 @@ class EmotionRecognizer(Pretrained):
         SpeechBrain run options (``device``, ``precision`` ...).
     freeze_params : bool
         Freeze the parameters and switch to eval mode (inference).
-    song_classifier : object
+    song_classifier : SongClassifier
         The fitted song classifier.
     source : str, optional
         The model folder (for messages).
@@ -233,7 +230,6 @@ class EmotionRecognizer(Pretrained):
         self.seg_dur = float(seg["seg_dur"])
         self.seg_overlap = None if seg.get("seg_overlap") is None else float(seg["seg_overlap"])
         self.max_duration = None if seg.get("max_song_duration") is None else float(seg["max_song_duration"])
-        self.theta = float(hparams["song_level"]["theta"])
         self.n_seg_frames = frames_per_segment(self.seg_dur, self.feature_config.sample_rate,
                                                self.feature_config.hop_length)
         self.channels_last = (self.device_type == "cpu") if channels_last is None else bool(channels_last)
@@ -382,9 +378,8 @@ class EmotionRecognizer(Pretrained):
         """
         probs = np.asarray(probs, dtype=np.float64)
         n_classes = len(self.class_names)
-        x = song_features(probs, theta=self.theta)[None, :]
-        svm_index = int(np.asarray(self.song_classifier.predict(x))[0])
-        out = {"svm": (svm_index, predict_song_proba(self.song_classifier, x, n_classes)[0]),
+        svm_index = int(np.asarray(self.song_classifier.predict([probs]))[0])  # Eq. 10 with its theta inside
+        out = {"svm": (svm_index, predict_song_proba(self.song_classifier, [probs], n_classes)[0]),
                "majority": majority_vote(probs), "mean": mean_probability(probs)}
         return {name: {"label": self.class_names[int(i)], "index": int(i),
                        "probs": np.asarray(p, dtype=float)}

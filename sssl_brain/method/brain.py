@@ -80,7 +80,7 @@ AFTER_WARMUP_HPARAMS = (
     "gmm_tol", "gmm_reg_covar", "gmm_per_class", *(f"partition_{k}" for k in FALLBACK_THRESHOLDS),
     "plot_partition", "prior_weight", "refine_labels",
     "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
-    "svm_gamma", "share_warmup", "fold_jobs",
+    "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs",
 )
 #: Values of the optional SSSL settings when the hyperparameters lack them (the paper's step).
 OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sssl_brain.song_level.stage2 import AGGREGATORS, classification_metrics
+from sssl_brain.song_level.features import AGGREGATORS
+from sssl_brain.song_level.predictions import classification_metrics
 from sssl_brain.utils.errors import DataError
 from sssl_brain.utils.io_utils import (
     atomic_write_bytes,
@@ -131,7 +132,7 @@ def fold_metrics_from_rows(song_rows, n_classes, segment_rows=None, split="test"
     Returns
     -------
     dict
-        aggregator -> metrics of :func:`sssl_brain.song_level.stage2.classification_metrics`.
+        aggregator -> metrics of :func:`sssl_brain.song_level.predictions.classification_metrics`.
 
     Example
     -------

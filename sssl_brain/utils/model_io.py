@@ -1,15 +1,18 @@
 """Saving and loading the song-level classifier without pickle.
 
-The stage 2 classifier (:func:`sssl_brain.song_level.stage2.fit_song_classifier`:
-a StandardScaler and a calibrated SVC, or a constant predictor) is stored
-with ``skops.io``: a zip of a JSON schema and ``.npy`` arrays, read back
-without unpickling. Before loading, every type named in the file that skops
-does not trust by default (:func:`skops.io.get_untrusted_types`) must be in
-:data:`TRUSTED_TYPES`, an explicit allowlist of the few private sklearn
-helpers the classifier holds; anything else is refused with a
-:class:`~sssl_brain.utils.errors.ModelFolderError` naming the file and the types,
-before any object is built. After loading, every estimator in the loaded
-object must be one of :data:`ALLOWED_ESTIMATORS`.
+The stage 2 classifier (:class:`sssl_brain.song_level.classifier.SongClassifier`,
+or :class:`~sssl_brain.song_level.classifier.SongSVM` for the features_svm
+baseline: a StandardScaler and a calibrated SVC, or a
+``sklearn.dummy.DummyClassifier``, in ``estimator_``) is stored with
+``skops.io``: a zip of a JSON schema and ``.npy`` arrays, read back without
+unpickling. Before loading, every type named in the file that skops does not
+trust by default (:func:`skops.io.get_untrusted_types`) must be in
+:data:`TRUSTED_TYPES`, an explicit allowlist of the two song classifier
+classes and the few private sklearn helpers they hold; anything else is
+refused with a :class:`~sssl_brain.utils.errors.ModelFolderError` naming the
+file and the types, before any object is built. After loading, the object
+must be one of :data:`SONG_CLASSIFIERS` and every estimator in it one of
+:data:`ALLOWED_ESTIMATORS`.
 
 Also here: :func:`sha256_file`, used by the model folder's manifest.
 """
@@ -20,17 +23,23 @@ import os
 from sssl_brain.utils.errors import ModelFolderError
 from sssl_brain.utils.io_utils import atomic_write_bytes
 
+#: The classes of a saved song classifier (the object at the top of the file).
+SONG_CLASSIFIERS = (
+    "sssl_brain.song_level.classifier.SongClassifier",
+    "sssl_brain.song_level.classifier.SongSVM",
+)
+
 #: Types the song classifier holds that skops does not trust by default; nothing else is accepted.
-TRUSTED_TYPES = (
+TRUSTED_TYPES = SONG_CLASSIFIERS + (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
-    "sssl_brain.song_level.stage2.ConstantSongClassifier",
 )
 
 #: Estimator classes a loaded song classifier may be made of (module.name of each estimator in it).
-ALLOWED_ESTIMATORS = (
+ALLOWED_ESTIMATORS = SONG_CLASSIFIERS + (
     "sklearn.pipeline.Pipeline",
+    "sklearn.dummy.DummyClassifier",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.calibration._CalibratedClassifier",
@@ -38,7 +47,6 @@ ALLOWED_ESTIMATORS = (
     "sklearn.svm._classes.SVC",
     "sklearn.frozen._frozen.FrozenEstimator",
     "sklearn.model_selection._split.StratifiedKFold",
-    "sssl_brain.song_level.stage2.ConstantSongClassifier",
 )
 
 
@@ -90,13 +98,14 @@ def _estimators_in(clf):
         children += [step for _, step in getattr(obj, "steps", None) or []]
         children += list(getattr(obj, "calibrated_classifiers_", None) or [])
         children += list(getattr(obj, "calibrators", None) or [])
-        children.append(getattr(obj, "estimator", None))
+        children += [getattr(obj, "estimator", None), getattr(obj, "estimator_", None)]
         stack += [child for child in children if _is_part(child)]
     return out
 
 
 def check_song_classifier(clf, name="song classifier"):
-    """Checks that ``clf`` is a song classifier built only of :data:`ALLOWED_ESTIMATORS`.
+    """Checks that ``clf`` is a fitted song classifier (:data:`SONG_CLASSIFIERS`) built only of
+    :data:`ALLOWED_ESTIMATORS`.
 
     Arguments
     ---------
@@ -108,12 +117,15 @@ def check_song_classifier(clf, name="song classifier"):
     Raises
     ------
     ModelFolderError
-        If it holds another kind of estimator or lacks ``predict_proba`` / ``classes_``.
+        If it is not a song classifier, holds another kind of estimator or is not fitted.
 
     Example
     -------
-    >>> from sssl_brain.song_level.stage2 import ConstantSongClassifier
-    >>> check_song_classifier(ConstantSongClassifier(1))
+    >>> import warnings
+    >>> from sssl_brain.song_level.classifier import SongSVM
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     check_song_classifier(SongSVM().fit([[0.0], [1.0]], [1, 1]))  # a DummyClassifier inside
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> check_song_classifier(DecisionTreeClassifier().fit([[0], [1]], [0, 1]))
     Traceback (most recent call last):
@@ -124,8 +136,11 @@ def check_song_classifier(clf, name="song classifier"):
     if bad:
         raise ModelFolderError(f"{name}: holds {', '.join(bad)}, which is not part of a song classifier "
                                f"(allowed: {', '.join(ALLOWED_ESTIMATORS)})")
-    if not (hasattr(clf, "predict_proba") and hasattr(clf, "classes_")):
-        raise ModelFolderError(f"{name}: not a fitted classifier (needs predict_proba and classes_)")
+    if _type_name(clf) not in SONG_CLASSIFIERS:
+        raise ModelFolderError(f"{name}: a {_type_name(clf)}, not a song classifier "
+                               f"({' or '.join(SONG_CLASSIFIERS)})")
+    if not (hasattr(clf, "estimator_") and hasattr(clf, "classes_")):
+        raise ModelFolderError(f"{name}: not a fitted song classifier (needs estimator_ and classes_)")
 
 
 def dumps_song_classifier(clf):
@@ -152,20 +167,21 @@ def save_song_classifier(clf, path):
     Arguments
     ---------
     clf : object
-        What :func:`sssl_brain.song_level.stage2.fit_song_classifier` returns.
+        A fitted :class:`~sssl_brain.song_level.classifier.SongClassifier` (or ``SongSVM``).
     path : str
         Target file, e.g. ``<fold>/song_classifier.skops``.
 
     Example
     -------
     >>> import tempfile, os
-    >>> from sssl_brain.song_level.stage2 import fit_song_classifier
-    >>> clf = fit_song_classifier([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]], [0, 0, 0, 1, 1, 1],
-    ...                           C=10, calibration_folds=3)
+    >>> from sssl_brain.song_level.classifier import SongClassifier
+    >>> songs = [[[0.9, 0.1]], [[0.8, 0.2]], [[0.7, 0.3]], [[0.2, 0.8]], [[0.1, 0.9]], [[0.3, 0.7]]]
+    >>> clf = SongClassifier(theta=0.5, C=10, calibration_folds=3).fit(songs, [0, 0, 0, 1, 1, 1])
     >>> path = os.path.join(tempfile.mkdtemp(), "song_classifier.skops")
     >>> save_song_classifier(clf, path)
-    >>> load_song_classifier(path).predict([[0.05], [1.15]]).tolist()
-    [0, 1]
+    >>> loaded = load_song_classifier(path)
+    >>> loaded.predict([[[0.85, 0.15]], [[0.15, 0.85]]]).tolist(), loaded.theta
+    ([0, 1], 0.5)
     """
     atomic_write_bytes(os.fspath(path), dumps_song_classifier(clf))
 

@@ -15,7 +15,7 @@ import yaml
 from audio_fixtures import write_audio
 from model_fixtures import fold_by_hand
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sssl_brain.dataio.features import FeatureConfig, extract_file
 from sssl_brain.inference import export as export_mod
@@ -33,7 +33,7 @@ from sssl_brain.inference.export import (
 )
 from sssl_brain.inference.recognizer import EmotionRecognizer
 from sssl_brain.lobes.vgg16 import VGG16
-from sssl_brain.song_level.stage2 import ConstantSongClassifier, fit_song_classifier, song_features
+from sssl_brain.song_level.classifier import SongClassifier, SongSVM
 from sssl_brain.utils.errors import ModelFolderError
 from sssl_brain.utils.model_io import load_song_classifier, save_song_classifier, sha256_file
 
@@ -117,8 +117,9 @@ def test_export_uses_the_folds_saved_classifier(fold, tmp_path):
     manifest = export_fold(fold_copy, tmp_path / "model")
     assert manifest["source"]["song_classifier"] == FOLD_CLASSIFIER_FILE
     exported = load_model_folder(tmp_path / "model").classifier
-    X = np.random.default_rng(0).uniform(size=(5, 28))
-    np.testing.assert_array_equal(exported.predict_proba(X), clf.predict_proba(X))
+    assert type(exported) is SongClassifier and exported.theta == hp["song_level"]["theta"]
+    songs = list(np.random.default_rng(0).dirichlet(np.ones(4), size=(5, 3)))
+    np.testing.assert_array_equal(exported.predict_proba(songs), clf.predict_proba(songs))
 
 
 def test_export_without_classifier_needs_refit(fold, tmp_path):
@@ -174,25 +175,29 @@ def test_export_command_prints_what_it_wrote(fold, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- song classifier
-@pytest.mark.parametrize("labels", ["four_classes", "one_song_class", "constant"])
+@pytest.mark.parametrize("labels", ["four_classes", "one_song_class", "constant", "features_svm"])
 def test_song_classifier_round_trip(labels, tmp_path):
     rng = np.random.default_rng(0)
-    X = rng.uniform(size=(16, 28))
+    X = list(rng.dirichlet(np.ones(4), size=(16, 5)))  # 16 songs of 5 segments
     y = {"four_classes": np.arange(16) % 4, "one_song_class": np.r_[0, 1, 1, 1, 2, 2, 2, 2, np.full(8, 3)],
-         "constant": np.full(16, 2)}[labels]
+         "constant": np.full(16, 2), "features_svm": np.arange(16) % 2}[labels]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = fit_song_classifier(X, y, seed=3, calibration_folds=3)
+        if labels == "features_svm":  # the baseline's SVM over song feature vectors
+            X = rng.uniform(size=(16, 7))
+            clf = SongSVM(seed=3, calibration_folds=3).fit(X, y)
+        else:
+            clf = SongClassifier(theta=0.4, seed=3, calibration_folds=3).fit(X, y)
     path = tmp_path / "clf.skops"
     save_song_classifier(clf, path)
     with open(path, "rb") as f:
         assert f.read(2) == b"PK"  # a zip (skops), not a pickle
     loaded = load_song_classifier(path)
-    assert type(loaded) is type(clf)
+    assert type(loaded) is type(clf) and loaded.get_params() == clf.get_params()
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
     if labels == "constant":
-        assert isinstance(loaded, ConstantSongClassifier) and loaded.label == 2
+        assert type(loaded.estimator_).__name__ == "DummyClassifier" and loaded.classes_.tolist() == [2]
 
 
 def test_saving_a_classifier_outside_the_allowlist_is_refused(tmp_path):
@@ -250,6 +255,28 @@ def test_song_classifier_of_another_kind_is_refused(model_copy):
     _update_manifest(model_copy, CLASSIFIER_FILE)
     with pytest.raises(ModelFolderError, match=r"song_classifier\.skops: holds .*FunctionTransformer"):
         load_model_folder(model_copy)
+
+
+def test_song_classifier_that_does_not_fit_the_model_is_refused(model_copy, tmp_path):
+    """A classifier with another theta than hyperparams.yaml, or over feature vectors, is refused."""
+    songs = list(np.random.default_rng(0).dirichlet(np.ones(4), size=(8, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other_theta = SongClassifier(theta=0.9, calibration_folds=2).fit(songs, np.arange(8) % 4)
+        vectors = SongSVM(calibration_folds=2).fit(np.arange(16.0).reshape(8, 2), np.arange(8) % 2)
+    save_song_classifier(other_theta, model_copy / CLASSIFIER_FILE)
+    _update_manifest(model_copy, CLASSIFIER_FILE)
+    with pytest.raises(ModelFolderError, match=r"classifier\.skops: the classifier's theta=0\.9 differs"):
+        load_model_folder(model_copy)
+    save_song_classifier(vectors, model_copy / CLASSIFIER_FILE)
+    _update_manifest(model_copy, CLASSIFIER_FILE)
+    with pytest.raises(ModelFolderError, match=r"a SongSVM, not a SongClassifier"):
+        load_model_folder(model_copy)
+
+
+def test_a_song_classifier_is_not_a_bare_pipeline(tmp_path):
+    with pytest.raises(ModelFolderError, match="a sklearn.pipeline.Pipeline, not a song classifier"):
+        save_song_classifier(Pipeline([("s", StandardScaler())]).fit([[0.0], [1.0]]), tmp_path / "c.skops")
 
 
 def test_hyperparams_with_python_tags_are_refused_and_not_run(model_copy, tmp_path):
@@ -335,7 +362,7 @@ def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, ma
         logits = direct(torch.stack([feats[f:f + 130] for f in firsts]))
     np.testing.assert_allclose(result.segment_probs, torch.softmax(logits, -1).numpy(), atol=1e-5)
     clf = load_song_classifier(fold_dir / FOLD_CLASSIFIER_FILE)
-    np.testing.assert_allclose(result.probs, clf.predict_proba(song_features(result.segment_probs)[None])[0])
+    np.testing.assert_allclose(result.probs, clf.predict_proba([result.segment_probs])[0])
 
 
 def test_checkpoint_without_normalisation_buffers_exports_with_the_identity(tmp_path):

@@ -4,17 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 
-from sssl_brain.song_level import stage2 as song_level
-from sssl_brain.song_level.stage2 import (
-    ConstantSongClassifier,
+from sssl_brain.song_level import classifier as song_classifier
+from sssl_brain.song_level.classifier import SongSVM, predict_song_proba
+from sssl_brain.song_level.features import majority_vote, mean_probability, song_feature_names, song_features
+from sssl_brain.song_level.predictions import (
     classification_metrics,
-    fit_song_classifier,
-    majority_vote,
-    mean_probability,
-    predict_song_proba,
-    song_feature_names,
-    song_features,
     song_level_predictions,
     song_prediction_fieldnames,
     write_song_predictions,
@@ -137,9 +133,9 @@ def _blobs(n_per_class, seed, n_classes=2, dim=3):
 def test_svm_separable_and_deterministic():
     X, y = _blobs(15, seed=1)
     Xt, yt = _blobs(10, seed=2)
-    a = fit_song_classifier(X, y, seed=3)
-    b = fit_song_classifier(X, y, seed=3)
-    assert [n for n, _ in a.steps] == ["scaler", "svm"]
+    a = SongSVM(seed=3).fit(X, y)
+    b = SongSVM(seed=3).fit(X, y)
+    assert [n for n, _ in a.estimator_.steps] == ["scaler", "svm"]
     assert (a.predict(Xt) == yt).all()
     np.testing.assert_array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
     proba = a.predict_proba(Xt)
@@ -152,8 +148,8 @@ def test_grid_search_picks_from_grid_deterministically():
     X, y = _blobs(12, seed=4, n_classes=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 12 per class: no fallback warning expected
-        a = fit_song_classifier(X, y, grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0)
-    b = fit_song_classifier(X, y, grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0)
+        a = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0).fit(X, y)
+    b = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0).fit(X, y)
     assert a.best_params_["C"] in (0.1, 10) and a.best_params_["gamma"] in ("scale", 0.1)
     assert a.best_params_ == b.best_params_
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
@@ -162,7 +158,7 @@ def test_grid_search_picks_from_grid_deterministically():
 def test_grid_search_fewer_songs_than_folds():
     X, y = _blobs(3, seed=5)
     with pytest.warns(UserWarning, match="3 folds instead of 5"):
-        clf = fit_song_classifier(X, y, grid_search=True, C_grid=(1, 10), gamma_grid=("scale",))
+        clf = SongSVM(grid_search=True, C_grid=(1, 10), gamma_grid=("scale",)).fit(X, y)
     assert clf.predict(X).tolist() == y.tolist()
 
 
@@ -171,7 +167,7 @@ def test_grid_search_single_song_class():
     X, y = X[:7], y[:7]  # class 1 has one song
     with pytest.warns(UserWarning, match="grid search skipped"):
         with pytest.warns(UserWarning, match="calibrated on the training songs"):
-            clf = fit_song_classifier(X, y, grid_search=True)
+            clf = SongSVM(grid_search=True).fit(X, y)
     assert clf.best_params_ == {"C": 1.0, "gamma": "scale"}
     assert clf.predict(X).tolist() == y.tolist()
     proba = clf.predict_proba(X)
@@ -182,19 +178,20 @@ def test_grid_search_single_song_class():
 def test_one_class_training_constant_predictor():
     X, _ = _blobs(4, seed=7)
     with pytest.warns(UserWarning, match="constant predictor"):
-        clf = fit_song_classifier(X, np.full(len(X), 2))
-    assert isinstance(clf, ConstantSongClassifier)
+        clf = SongSVM().fit(X, np.full(len(X), 2))
+    assert isinstance(clf.estimator_, DummyClassifier)
+    assert clf.classes_.tolist() == [2] and clf.best_params_ == {"constant": 2}
     assert clf.predict(X[:3]).tolist() == [2, 2, 2]
     np.testing.assert_array_equal(predict_song_proba(clf, X[:2], 4), [[0, 0, 1, 0], [0, 0, 1, 0]])
 
 
 def test_fit_errors():
     with pytest.raises(DataError):
-        fit_song_classifier(np.zeros((3, 2)), [0, 1])
+        SongSVM().fit(np.zeros((3, 2)), [0, 1])
     with pytest.raises(DataError):
-        fit_song_classifier([[np.inf], [0.0]], [0, 1])
-    with pytest.raises(ConfigError):
-        fit_song_classifier(*_blobs(5, seed=0), grid_search=True, cv_folds=1)
+        SongSVM().fit([[np.inf], [0.0]], [0, 1])
+    with pytest.raises(ConfigError, match="cv_folds=1"):
+        SongSVM(grid_search=True, cv_folds=1).fit(*_blobs(5, seed=0))
 
 
 # ---------------------------------------------------------------- song_level_predictions
@@ -237,28 +234,29 @@ def test_song_level_predictions_rows():
     train_ids = [s for s in probs if split[s] == "train"]
     assert len(train_ids) == 15
     train_feats = np.stack([song_features(probs[s]) for s in train_ids])
-    np.testing.assert_allclose(out.classifier.named_steps["scaler"].mean_, train_feats.mean(axis=0))
+    scaler = out.classifier.estimator_.named_steps["scaler"]
+    np.testing.assert_allclose(scaler.mean_, train_feats.mean(axis=0))
     assert out.params == {"C": 1.0, "gamma": "scale"}
 
 
 def test_svm_never_sees_test_songs(monkeypatch):
     probs, split, label = _songs(n_train=20, n_test=6, n_classes=2, seed=1)
     seen = []
-    real = song_level.GridSearchCV
+    real = song_classifier.GridSearchCV
 
     class SpyGrid(real):
         def fit(self, X, y=None, **kw):
             seen.append(np.asarray(X).copy())
             return super().fit(X, y, **kw)
 
-    monkeypatch.setattr(song_level, "GridSearchCV", SpyGrid)
+    monkeypatch.setattr(song_classifier, "GridSearchCV", SpyGrid)
     kw = dict(grid_search=True, C_grid=(1, 10), gamma_grid=("scale", 0.1), seed=0)
     a = song_level_predictions(probs, split, label, ["low", "high"], **kw)
     train_ids = [s for s in probs if split[s] == "train"]
     train_feats = np.stack([song_features(probs[s]) for s in train_ids])
     assert len(seen) == 1 and seen[0].shape == train_feats.shape
     np.testing.assert_array_equal(seen[0], train_feats)
-    np.testing.assert_allclose(a.classifier.named_steps["scaler"].mean_, train_feats.mean(axis=0))
+    np.testing.assert_allclose(a.classifier.estimator_.named_steps["scaler"].mean_, train_feats.mean(axis=0))
 
     # absurd test songs (all segments certain of the wrong class) change nothing for train songs
     probs2, label2 = dict(probs), dict(label)
