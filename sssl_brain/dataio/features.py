@@ -16,6 +16,7 @@ shape, file size): a damaged entry raises :class:`~sssl_brain.utils.errors.DataE
 naming the cache file, and :meth:`FeatureCache.build` recomputes it.
 """
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -24,7 +25,6 @@ import logging
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -32,11 +32,11 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 import scipy.sparse
-from tqdm.auto import tqdm
 
 from sssl_brain.dataio.audio import load_audio
 from sssl_brain.utils.errors import AudioError, ConfigError, DataError
 from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_json
+from sssl_brain.utils.parallel import check_jobs, map_songs
 
 logger = logging.getLogger(__name__)
 
@@ -523,15 +523,7 @@ class FeatureCache:
         """
         if on_error not in ("raise", "skip"):
             raise ConfigError(f"on_error={on_error!r}: must be 'raise' or 'skip'")
-        if (
-            isinstance(n_jobs, bool)
-            or not isinstance(n_jobs, (int, np.integer))
-            or not (n_jobs >= 1 or n_jobs == -1)
-        ):
-            raise ConfigError(f"n_jobs={n_jobs!r}: must be a positive integer or -1")
-        if n_jobs == -1:
-            n_jobs = os.cpu_count() or 1
-        n_jobs = int(n_jobs)
+        n_jobs = check_jobs(n_jobs)
         result = BuildResult()
 
         def fail(audio_path, message):
@@ -569,25 +561,15 @@ class FeatureCache:
             atomic_write_json(
                 config_file, dict(dataclasses.asdict(self.config), format_version=FORMAT_VERSION)
             )
-        bar = tqdm(total=len(todo), desc="log-mel features", unit="song", disable=not progress)
-        try:
-            if n_jobs == 1 or len(todo) == 1:
-                outputs = (_compute_entry(path, entry, self.config) for path, entry in todo)
-                self._collect(outputs, result, fail, bar)
-            else:
-                from joblib import Parallel, delayed
-
-                parallel = Parallel(n_jobs=min(n_jobs, len(todo)), return_as="generator_unordered")
-                outputs = parallel(delayed(_compute_entry)(path, entry, self.config) for path, entry in todo)
-                with warnings.catch_warnings():
-                    # joblib warns that pending songs were cancelled when an AudioError stops the build.
-                    warnings.filterwarnings("ignore", message=".*still being processed.*cancelled")
-                    try:
-                        self._collect(outputs, result, fail, bar)
-                    finally:
-                        outputs.close()
-        finally:
-            bar.close()
+        tasks = [(path, entry, self.config) for path, entry in todo]
+        outputs = map_songs(_compute_entry, tasks, n_jobs, "log-mel features", progress)
+        with contextlib.closing(outputs):
+            for audio_path, n_frames, message in outputs:
+                if message is not None:
+                    fail(audio_path, message)
+                else:
+                    result[audio_path] = n_frames
+                    result.computed.append(audio_path)
         # Keep the caller's order, like a serial build would.
         result.computed.sort(key=order.get)
         result.skipped.sort(key=lambda item: order[item[0]])
@@ -595,13 +577,3 @@ class FeatureCache:
         result.clear()
         result.update(ordered)
         return result
-
-    @staticmethod
-    def _collect(outputs, result, fail, bar):
-        for audio_path, n_frames, message in outputs:
-            bar.update(1)
-            if message is not None:
-                fail(audio_path, message)
-            else:
-                result[audio_path] = n_frames
-                result.computed.append(audio_path)

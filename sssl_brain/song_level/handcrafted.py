@@ -33,6 +33,7 @@ setting; skips are cached as ``.skip.json`` beside them, so every fold and
 every run reuses them. Every file is written atomically.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -42,12 +43,12 @@ from dataclasses import dataclass
 
 import librosa
 import numpy as np
-from tqdm.auto import tqdm
 
 from sssl_brain.dataio.audio import load_audio
 from sssl_brain.dataio.features import cache_entry_path, settings_key
 from sssl_brain.utils.errors import AudioError, ConfigError, DataError
 from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_json
+from sssl_brain.utils.parallel import check_jobs, map_songs
 
 logger = logging.getLogger(__name__)
 
@@ -393,10 +394,7 @@ class HandcraftedCache:
             ``{audio_path: reason}`` for the songs too short for a feature
             (or unreadable); ``.computed`` the songs computed by this call.
         """
-        valid = not isinstance(n_jobs, bool) and isinstance(n_jobs, (int, np.integer))
-        if not (valid and (n_jobs >= 1 or n_jobs == -1)):
-            raise ConfigError(f"feature_jobs={n_jobs!r}: must be a positive integer or -1")
-        n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+        n_jobs = check_jobs(n_jobs, "feature_jobs")
         found, skipped, todo, order = {}, {}, [], {}
         for audio_path in audio_paths:
             audio_path = os.fspath(audio_path)
@@ -424,24 +422,15 @@ class HandcraftedCache:
             if not os.path.isfile(config_file):
                 atomic_write_json(config_file, {**dataclasses.asdict(self.config), "format_version":
                                                 FORMAT_VERSION, "feature_names": feature_names(self.config)})
-            bar = tqdm(total=len(todo), desc="hand-crafted features", unit="song", disable=not progress)
-            try:
-                if n_jobs == 1 or len(todo) == 1:
-                    outputs = (_compute_entry(p, e, s, self.config) for p, e, s in todo)
-                else:
-                    from joblib import Parallel, delayed
-
-                    parallel = Parallel(n_jobs=min(n_jobs, len(todo)), return_as="generator_unordered")
-                    outputs = parallel(delayed(_compute_entry)(p, e, s, self.config) for p, e, s in todo)
+            tasks = [(p, e, s, self.config) for p, e, s in todo]
+            with contextlib.closing(map_songs(_compute_entry, tasks, n_jobs, "hand-crafted features",
+                                              progress)) as outputs:
                 for audio_path, vector, reason in outputs:
-                    bar.update(1)
                     if reason is None:
                         found[audio_path] = vector
                         result.computed.append(audio_path)
                     else:
                         skipped[audio_path] = reason
-            finally:
-                bar.close()
         result.update(sorted(found.items(), key=lambda item: order[item[0]]))
         result.skipped = dict(sorted(skipped.items(), key=lambda item: order[item[0]]))
         result.computed.sort(key=order.get)
