@@ -1,4 +1,4 @@
-"""Stage 2: the song-level decision (DESIGN.md section 1, paper Eq. 10).
+"""Stage 2: the song-level decision (paper Eq. 10; docs/method.md, "Stage 2").
 
 The segment classifier gives, for one song, a matrix ``P`` of shape
 ``(S, K)``: the class probabilities of its ``S`` segments. Eq. 10 turns it
