@@ -1,6 +1,6 @@
 """sssl-brain: music emotion recognition with semi-supervised self-learning (SSSL).
 
-A SpeechBrain plugin. See README.md for the layout and DESIGN.md (shared) for
+A SpeechBrain plugin. See README.md for the layout and docs/method.md for
 the method.
 """
 

@@ -48,7 +48,7 @@ harmonic h is multiplied by exp(-(h-1)/rolloff)): larger is brighter.
 *busy* drums: kicks, snare on beats 2 and 4, hi-hat on eighths or
 sixteenths; *sparse*: one soft kick per bar and quarter-note hi-hats.
 
-Layout written (the generic ``annotations.csv`` dataset of DESIGN.md section 3)::
+Layout written (the generic ``annotations.csv`` dataset of docs/architecture.md, "Inputs")::
 
     out_dir/annotations.csv          song_id,path,valence,arousal,quadrant
     out_dir/audio/song_0001.wav      16-bit mono WAV at sample_rate

@@ -1,4 +1,4 @@
-"""Log-mel features, computed once per song and cached (DESIGN.md section 2).
+"""Log-mel features, computed once per song and cached (docs/method.md, "Input features").
 
 The paper's input (section 4 of the paper): a 128-bin log-mel spectrogram,
 Hann window of 1024 samples, hop of 512, computed with librosa at 22050 Hz.

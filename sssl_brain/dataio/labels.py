@@ -1,4 +1,4 @@
-"""Song labels from the canonical songs table (DESIGN.md section 3).
+"""Song labels from the canonical songs table (docs/method.md, "Labels and segments").
 
 A binary label is ``value >= threshold``; a quadrant follows from the two
 binary labels where the table has no quadrant column: Q1 V+A+, Q2 V-A+,

@@ -1,4 +1,4 @@
-"""Segments of a song and their frame slices (DESIGN.md sections 1 and 4).
+"""Segments of a song and their frame slices (docs/method.md, "Labels and segments").
 
 A song of ``d`` seconds is cut into segments of ``seg_dur`` seconds with a
 hop of ``seg_dur - overlap`` seconds (the paper: overlap = duration - 1 s,

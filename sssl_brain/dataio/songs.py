@@ -1,4 +1,4 @@
-"""The canonical songs table (DESIGN.md section 3) and the generic half of every prepare step.
+"""The canonical songs table (docs/output_contract.md, songs.csv) and the generic half of every prepare step.
 
 A dataset's prepare module (``recipes/<dataset>/<dataset>_prepare.py``) only
 parses the dataset's own layout into *entries*, one dict per annotation row::

@@ -4,7 +4,7 @@ Each epoch after the warm-up, the per-segment losses of the current model
 are normalised to [0, 1] and a 2-component Gaussian mixture is fitted to
 them (EM, scikit-learn). ``w_i`` is the posterior of the component with the
 smaller mean; the labeled set X is ``{i : w_i > tau}`` and the rest is the
-unlabeled set U (DESIGN.md section 1, step 2). Mixture settings default to
+unlabeled set U (docs/method.md, "Eq. 3: the clean/noisy partition"). Mixture settings default to
 DivideMix's (max_iter 10, tol 1e-2, reg_covar 5e-4). The losses are
 normalised here, once (:func:`partition_segments` takes the raw losses and
 returns the normalised ones in :attr:`PartitionResult.losses`).

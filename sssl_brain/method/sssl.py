@@ -2,7 +2,7 @@
 
 Every function is pure (no module state) and does one equation of the paper
 "Semi-Supervised Self-Learning Enhanced Music Emotion Recognition" (see
-DESIGN.md section 1):
+docs/method.md, "Stage 1: SSSLBrain"):
 
 - :func:`normalize_losses`: per-sample losses scaled to [0, 1] before the
   Gaussian mixture of Eq. 3 (the fit itself is in :mod:`sssl_brain.method.partition`);

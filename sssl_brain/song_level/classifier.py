@@ -1,4 +1,4 @@
-"""The stage 2 song classifier, as scikit-learn estimators (DESIGN.md section 1, paper Eq. 10).
+"""The stage 2 song classifier, as scikit-learn estimators (paper Eq. 10; docs/method.md, "Stage 2").
 
 :class:`SongClassifier` is the classifier of stage 2: it takes the songs as
 their segment-probability matrices ``(S, K)``, turns each into the Eq. 10

@@ -1,4 +1,4 @@
-"""Stage 2 song statistics: the Eq. 10 features and the two baseline aggregators (DESIGN.md section 1).
+"""Stage 2 song statistics: the Eq. 10 features and the two baseline aggregators (docs/method.md, "Stage 2").
 
 The segment classifier gives, for one song, a matrix ``P`` of shape
 ``(S, K)``: the class probabilities of its ``S`` segments. Eq. 10

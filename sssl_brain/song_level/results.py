@@ -1,4 +1,4 @@
-"""Cross-fold results tables, per-fold metrics and confusion-matrix plots (DESIGN.md section 5).
+"""Cross-fold results tables, per-fold metrics and confusion-matrix plots (docs/output_contract.md).
 
 Layout read by :func:`collect_results`::
 

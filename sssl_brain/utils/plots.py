@@ -1,4 +1,4 @@
-"""Diagnostic plots of the clean/noisy partition (DESIGN.md section 5).
+"""Diagnostic plots of the clean/noisy partition (docs/output_contract.md, "partition.csv").
 
 Figures are drawn on a ``matplotlib.figure.Figure`` with the Agg canvas (no
 pyplot, no global backend change, safe without a display) and written
