@@ -25,6 +25,7 @@ from sssl_brain.dataio.features import FeatureCache, FeatureConfig
 from sssl_brain.dataio.labels import CLASS_NAMES, check_target
 from sssl_brain.dataio.segments import segment_hop
 from sssl_brain.dataio.songs import read_segment_truth, read_songs_table
+from sssl_brain.inference.model_folder import FOLD_CONFIG_KEYS
 from sssl_brain.method.brain import AFTER_WARMUP_HPARAMS, METHODS, SSSLBrain, check_sssl_hparams
 from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
 from sssl_brain.song_level.results import (
@@ -103,13 +104,6 @@ def check_experiment_hparams(hp):
             raise ConfigError(f"folds={folds}: fold indices must be in 0..{int(hp['n_folds']) - 1}")
 
 
-def feature_config(hp):
-    """FeatureConfig from the hyperparameters."""
-    return FeatureConfig(sample_rate=int(hp["sample_rate"]), n_fft=int(hp["n_fft"]),
-                         hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]),
-                         ref=float(hp["mel_power_ref"]))
-
-
 class Experiment:
     """Songs, features, segments and folds of one experiment (shared by all folds and methods).
 
@@ -131,7 +125,7 @@ class Experiment:
         self.valence_threshold, self.arousal_threshold = valence_threshold, arousal_threshold
         self.class_names = CLASS_NAMES[self.target]
         self.songs = read_songs_table(songs_csv)
-        self.config = feature_config(hp)
+        self.config = FeatureConfig.from_hparams(hp)
         self.cache = FeatureCache(hp["feature_cache"], self.config)
         paths = [s["path"] for s in self.songs]
         run_on_main(self.cache.build, kwargs={"audio_paths": paths, "n_jobs": int(hp["feature_jobs"])})
@@ -167,19 +161,11 @@ class Experiment:
         return out
 
 
-FOLD_CONFIG_KEYS = (
-    "target", "seg_dur", "seg_overlap", "max_song_duration", "sample_rate", "n_fft", "hop_length", "n_mels",
-    "mel_power_ref", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "channels_last",
-    "song_theta", "method", "fold", "seed",
-)
-
-
 def fold_config(hp, exp):
     """Plain settings a trained fold needs for inference (written as ``fold_config.json``)."""
-    config = {k: hp[k] for k in FOLD_CONFIG_KEYS}
-    config.update(class_names=list(exp.class_names), valence_threshold=exp.valence_threshold,
-                  arousal_threshold=exp.arousal_threshold)
-    return config
+    values = {**hp, "class_names": list(exp.class_names), "valence_threshold": exp.valence_threshold,
+              "arousal_threshold": exp.arousal_threshold}
+    return {k: values[k] for k in FOLD_CONFIG_KEYS}
 
 
 def feature_stats(cache, paths):

@@ -3,7 +3,7 @@
 The summary runs before any feature exists; it predicts each song's feature
 frames from its decoded sample count (librosa's resampled length, then
 centred frames) and cuts them with the rule training uses
-(:func:`sssl_brain.dataio.segments.song_segment_starts`).
+(:func:`sssl_brain.dataio.segments.song_segments`).
 """
 
 import contextlib
@@ -19,14 +19,9 @@ from audio_fixtures import write_audio
 from sssl_brain.dataio.audio import audio_duration, audio_samples, load_audio
 from sssl_brain.dataio.dataset import build_segments
 from sssl_brain.dataio.features import FeatureCache, FeatureConfig
+from sssl_brain.dataio.prepare import REPORT_FILE, SUMMARY_DURATIONS, segment_summary, write_songs_table
 from sssl_brain.dataio.segments import n_feature_frames, n_feature_frames_of_duration, resampled_length
-from sssl_brain.dataio.songs import (
-    REPORT_FILE,
-    SUMMARY_DURATIONS,
-    read_songs_table,
-    segment_summary,
-    write_songs_table,
-)
+from sssl_brain.dataio.songs import read_songs_table
 
 # Durations away from whole seconds, rates that resample by odd ratios, and whole-second songs
 # (where the frame grid drops the last segment), in formats whose sample counts come from the
