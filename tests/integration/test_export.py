@@ -350,7 +350,7 @@ def test_weights_without_the_normalisation_buffers_are_refused(tmp_path):
     state = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
     torch.save({k: v for k, v in state.items() if k not in ("input_mean", "input_std")},
                os.path.join(ckpt, "model.ckpt"))
-    with pytest.raises(ModelFolderError, match=r"model\.ckpt: the weights do not fit.*input_mean"):
+    with pytest.raises(ModelFolderError, match=r"(?s)model\.ckpt: the weights do not fit.*input_mean"):
         export_fold(fold_dir, tmp_path / "model")
     assert not (tmp_path / "model").exists()
 
