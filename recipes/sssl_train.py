@@ -44,9 +44,10 @@ sys.path.insert(0, RECIPE_DIR)
 
 from sssl_brain.dataio.dataset import segment_dataset  # noqa: E402
 from sssl_brain.dataio.experiment import Experiment, check_experiment_hparams, feature_stats  # noqa: E402
-from sssl_brain.experiment import fold_config, run_features_svm_fold, write_fold_outputs  # noqa: E402
+from sssl_brain.inference.model_folder import fold_config  # noqa: E402
 from sssl_brain.method.brain import SSSLBrain  # noqa: E402
 from sssl_brain.method.warmup import share_warmup  # noqa: E402
+from sssl_brain.song_level.fold_outputs import run_features_svm_fold, write_fold_outputs  # noqa: E402
 from sssl_brain.song_level.handcrafted import SONG_METHODS  # noqa: E402
 from sssl_brain.song_level.results import collect_results, write_results  # noqa: E402
 from sssl_brain.utils.errors import ConfigError, exit_on_error  # noqa: E402

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, MANIFEST_FILE, export_fold
+from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, export_fold
+from sssl_brain.inference.model_folder import MANIFEST_FILE
 from sssl_brain.utils.io_utils import read_csv_dicts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +68,8 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
     Arguments
     ---------
     normalization : bool
-        Give the model a non-trivial per-bin input normalisation (if this
-        VGG16 has one); False writes weights without the normalisation buffers,
-        as checkpoints from before it.
+        Give the model a non-trivial per-bin input normalisation; False keeps
+        the single global mean 0 / std 1 (``n_mels=None``).
 
     Returns
     -------
@@ -88,15 +88,12 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
     folder = Path(folder)
     n_classes = len(class_names)
     torch.manual_seed(seed)
-    has_norm = "input_mean" in VGG16(n_classes=2, width_mult=0.0625, classifier_dim=4).state_dict()
-    kwargs = {"n_mels": 128} if has_norm and normalization else {}
-    model = VGG16(n_classes=n_classes, width_mult=width_mult, classifier_dim=classifier_dim, **kwargs)
-    if kwargs:
+    model = VGG16(n_classes=n_classes, width_mult=width_mult, classifier_dim=classifier_dim,
+                  n_mels=128 if normalization else None)
+    if normalization:
         rng = np.random.default_rng(seed)
         model.set_input_normalization(rng.uniform(-60, -20, 128), rng.uniform(5, 15, 128))
-        state = model.state_dict()
-    else:
-        state = {k: v for k, v in model.state_dict().items() if k not in ("input_mean", "input_std")}
+    state = model.state_dict()
     ckpt = folder / "save" / "CKPT+2024-01-01+00-00-00+00"
     ckpt.mkdir(parents=True)
     torch.save(state, ckpt / "model.ckpt")
@@ -105,8 +102,9 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
               "max_song_duration": max_song_duration, "sample_rate": 22050, "n_fft": 1024,
               "hop_length": 512, "n_mels": 128, "mel_power_ref": 1.0,
               "n_classes": n_classes, "width_mult": width_mult, "classifier_dim": classifier_dim,
-              "batch_norm": False, "dropout": 0.5, "song_theta": 0.5, "method": "sssl", "fold": 0,
-              "seed": seed, "class_names": list(class_names)}
+              "batch_norm": False, "dropout": 0.5, "channels_last": False, "song_theta": 0.5,
+              "method": "sssl", "fold": 0, "seed": seed, "class_names": list(class_names),
+              "valence_threshold": 0.5, "arousal_threshold": 0.5}
     (folder / "fold_config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)
     songs = [rng.dirichlet(np.ones(n_classes), size=6) for _ in range(8 * n_classes)]

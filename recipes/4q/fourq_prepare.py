@@ -21,12 +21,8 @@ Usage::
 
 import os
 
-from sssl_brain.dataio.songs import (
-    find_audio_files,
-    prepare_songs_table,
-    read_annotation_csv,
-    run_prepare_cli,
-)
+from sssl_brain.dataio.prepare import find_audio_files, prepare_songs_table, run_prepare_cli
+from sssl_brain.dataio.songs import read_annotation_csv
 from sssl_brain.utils.errors import DataError
 
 DATASET = "4Q"

@@ -33,13 +33,8 @@ import logging
 import os
 import sys
 
-from sssl_brain.dataio.songs import (
-    TRUTH_COLUMNS,
-    find_audio_files,
-    prepare_songs_table,
-    read_annotation_csv,
-    read_segment_truth,
-)
+from sssl_brain.dataio.prepare import find_audio_files, prepare_songs_table
+from sssl_brain.dataio.songs import TRUTH_COLUMNS, read_annotation_csv, read_segment_truth
 from sssl_brain.utils.errors import DataError, SSSLError
 
 DATASET = "csv"

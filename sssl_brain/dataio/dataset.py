@@ -16,7 +16,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
-from sssl_brain.dataio.segments import frames_per_segment, song_segment_starts, start_frame
+from sssl_brain.dataio.segments import frames_per_segment, song_segments
 from sssl_brain.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def build_segments(songs, n_frames_of, target, seg_dur, feature_config, overlap=
         Gives sample rate and hop length (frames per second).
     overlap, max_duration : float, optional
         See :func:`sssl_brain.dataio.segments.segment_starts`. A song's segments
-        are those of :func:`sssl_brain.dataio.segments.song_segment_starts` (the
+        are those of :func:`sssl_brain.dataio.segments.song_segments` (the
         rule the prepare step's summary uses too).
     valence_threshold, arousal_threshold : float
         Thresholds of the binary labels.
@@ -105,24 +105,24 @@ def build_segments(songs, n_frames_of, target, seg_dur, feature_config, overlap=
     for song in songs:
         label = song_class(song, target, valence_threshold, arousal_threshold)
         n_song_frames = n_frames_of[song["path"]]
-        starts = song_segment_starts(n_song_frames, seg_dur, sr, hop, overlap, max_duration,
-                                     duration=float(song["duration"]))
-        if not starts:
+        song_segs = song_segments(n_song_frames, seg_dur, sr, hop, overlap, max_duration,
+                                  duration=float(song["duration"]))
+        if not song_segs:
             too_short.append(song["song_id"])
             continue
         song_truth = (truth or {}).get(song["song_id"])
-        for k, start in enumerate(starts):
+        for k, seg in enumerate(song_segs):
             true_label = -1
             if song_truth is not None:
-                value = segment_truth_label(song_truth, start, seg_dur, target)
+                value = segment_truth_label(song_truth, seg.start_s, seg_dur, target)
                 true_label = -1 if value is None else value
             segments.append({
                 "seg_id": f"{song['song_id']}__{k:04d}",
                 "song_id": song["song_id"],
                 "segment": k,
-                "start_s": start,
-                "end_s": round(start + seg_dur, 6),
-                "start_frame": start_frame(start, sr, hop, n_song_frames, n_seg_frames),
+                "start_s": seg.start_s,
+                "end_s": seg.end_s,
+                "start_frame": seg.start_frame,
                 "n_frames": n_seg_frames,
                 "path": song["path"],
                 "label": label,

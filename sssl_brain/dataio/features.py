@@ -126,8 +126,6 @@ class FeatureConfig:
     (128, 512, 16)
     >>> FeatureConfig(n_mels=64).key() == config.key()
     False
-    >>> FeatureConfig.from_hparams({"n_mels": 64, "lr": 0.1}).n_mels
-    64
     """
 
     sample_rate: int = 22050
@@ -190,19 +188,37 @@ class FeatureConfig:
 
     @classmethod
     def from_hparams(cls, hparams):
-        """Builds a config from a hyperparameter dict, taking only the keys it knows.
+        """The config of a recipe's hyperparameters (the yaml, a fold's ``fold_config.json``).
+
+        Each setting is read from the key of its own name, except ``ref``,
+        which the yaml calls ``mel_power_ref``; other keys are ignored and a
+        setting the hyperparameters lack keeps its default.
 
         Arguments
         ---------
         hparams : dict
-            For instance the dict loaded from the yaml; other keys are ignored.
+            For instance the dict loaded from the yaml.
 
         Returns
         -------
         FeatureConfig
+
+        Example
+        -------
+        >>> config = FeatureConfig.from_hparams({"n_mels": 64, "mel_power_ref": 2.0, "lr": 0.1})
+        >>> config.n_mels, config.ref, config.hop_length
+        (64, 2.0, 512)
         """
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in hparams.items() if name in names})
+        values = {}
+        for field in dataclasses.fields(cls):
+            key = HPARAM_NAMES.get(field.name, field.name)
+            if key in hparams:
+                values[field.name] = hparams[key]
+        return cls(**values)
+
+
+#: Hyperparameter names of the :class:`FeatureConfig` settings named otherwise in the yaml.
+HPARAM_NAMES = {"ref": "mel_power_ref"}
 
 
 @functools.lru_cache(maxsize=16)

@@ -6,17 +6,19 @@ so the hop is 1 s). There is no padding: a song shorter than one segment
 yields no segment. Optionally only the first ``max_duration`` seconds of a
 song are used.
 
-**One counting rule.** Training (:func:`sssl_brain.dataio.dataset.build_segments`),
-inference (:func:`sssl_brain.inference.recognizer.segment_layout`) and the prepare
-step's Table-1 summary (:func:`sssl_brain.dataio.songs.segment_summary`) all cut a
-song with :func:`song_segment_starts`, from the song's number of feature
-frames. Training reads that number from the feature cache; the prepare step,
-which runs before any feature exists, predicts it exactly from the song's
-decoded sample count and rate with :func:`n_feature_frames` (librosa's
-resampled length, then centred framing).
+**One rule.** Training (:func:`sssl_brain.dataio.dataset.build_segments`),
+inference (:meth:`sssl_brain.inference.recognizer.EmotionRecognizer.classify_file`)
+and the prepare step's Table-1 summary
+(:func:`sssl_brain.dataio.prepare.segment_summary`) all cut a song with
+:func:`song_segments`, from the song's number of feature frames. Training
+reads that number from the feature cache, inference from the song's
+features; the prepare step, which runs before any feature exists, predicts
+it exactly from the song's decoded sample count and rate with
+:func:`n_feature_frames` (librosa's resampled length, then centred framing).
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -168,14 +170,22 @@ def n_feature_frames_of_duration(duration, sample_rate, hop_length):
     return 1 + max(n_samples, 0) // int(hop_length)
 
 
-def song_segment_starts(n_frames, seg_dur, sample_rate, hop_length, overlap=None, max_duration=None,
-                        duration=None):
-    """Start times (s) of a song's segments: THE rule of training, inference and the summary.
+class Segment(NamedTuple):
+    """One segment of a song (what :func:`song_segments` returns)."""
+
+    start_s: float
+    end_s: float
+    start_frame: int
+
+
+def song_segments(n_frames, seg_dur, sample_rate, hop_length, overlap=None, max_duration=None, duration=None):
+    """The segments of a song: THE rule of training, inference and the Table-1 summary.
 
     The song's frames cover ``(n_frames - 1) * hop_length / sample_rate``
     seconds (centred frames); the segments of that span are those of
-    :func:`segment_starts`, and a song with fewer frames than one segment
-    (:func:`frames_per_segment`) has none.
+    :func:`segment_starts`, a song with fewer frames than one segment
+    (:func:`frames_per_segment`) has none, and each segment is the slice of
+    :func:`frames_per_segment` frames from :func:`start_frame`.
 
     Arguments
     ---------
@@ -192,22 +202,26 @@ def song_segment_starts(n_frames, seg_dur, sample_rate, hop_length, overlap=None
 
     Returns
     -------
-    list of float
-        Empty if the song is shorter than one segment.
+    list of Segment
+        ``(start_s, end_s, start_frame)`` of each segment, in order; empty if
+        the song is shorter than one segment.
 
     Example
     -------
-    >>> song_segment_starts(140, 1.0, 22050, 512)
-    [0.0, 1.0, 2.0]
-    >>> song_segment_starts(n_feature_frames(30 * 22050 + 100, 22050, 512), 1.0, 22050, 512)[-1]
+    >>> [tuple(seg) for seg in song_segments(140, 1.0, 22050, 512)]
+    [(0.0, 1.0, 0), (1.0, 2.0, 43), (2.0, 3.0, 86)]
+    >>> song_segments(n_feature_frames(30 * 22050 + 100, 22050, 512), 1.0, 22050, 512)[-1].start_s
     29.0
-    >>> song_segment_starts(30, 1.0, 22050, 512)
+    >>> song_segments(30, 1.0, 22050, 512)
     []
     """
     n_frames = int(n_frames)
-    if n_frames < frames_per_segment(seg_dur, sample_rate, hop_length):
+    n_seg_frames = frames_per_segment(seg_dur, sample_rate, hop_length)
+    if n_frames < n_seg_frames:
         return []
     span = (n_frames - 1) * hop_length / sample_rate
     if duration is not None:
         span = min(span, float(duration))
-    return segment_starts(span, seg_dur, overlap, max_duration)
+    return [Segment(start, round(start + seg_dur, 6),
+                    start_frame(start, sample_rate, hop_length, n_frames, n_seg_frames))
+            for start in segment_starts(span, seg_dur, overlap, max_duration)]

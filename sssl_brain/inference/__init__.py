@@ -1,1 +1,1 @@
-"""Trained models: the model folder (export), EmotionRecognizer and the command line."""
+"""Trained models: the model folder, exporting a fold, EmotionRecognizer and the command line."""

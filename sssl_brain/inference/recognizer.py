@@ -6,13 +6,13 @@
 ``classify_batch``. The source is a model folder written by
 :func:`sssl_brain.inference.export.export_fold` on the local disk; nothing is
 downloaded and nothing from the folder is executed (see
-:func:`sssl_brain.inference.export.load_model_folder`).
+:func:`sssl_brain.inference.model_folder.load_model_folder`).
 
 A song goes through exactly what training did: audio read as mono at the
 model's sample rate (:func:`sssl_brain.dataio.audio.load_audio`), log-mel features
-of the whole song (:func:`sssl_brain.dataio.features.log_mel`), segments cut by
-:func:`sssl_brain.dataio.segments.segment_starts` and sliced from the song's frames
-as :func:`sssl_brain.dataio.dataset.build_segments` does, the VGG16 over the segments
+of the whole song (:func:`sssl_brain.dataio.features.log_mel`), segments cut and
+sliced from the song's frames by :func:`sssl_brain.dataio.segments.song_segments`
+(the rule of :func:`sssl_brain.dataio.dataset.build_segments`), the VGG16 over the segments
 (eval mode, ``torch.inference_mode``, in chunks of ``batch_size`` segments so
 a long file never builds its whole batch at once), then the song decision:
 the SVM over the Eq. 10 statistics of the segment probabilities, plus the
@@ -35,14 +35,9 @@ import torch
 from speechbrain.inference.interfaces import Pretrained
 
 from sssl_brain.dataio.audio import audio_duration, load_audio
-from sssl_brain.dataio.features import log_mel
-from sssl_brain.dataio.segments import frames_per_segment, song_segment_starts, start_frame
-from sssl_brain.inference.export import (
-    HPARAMS_FILE,
-    build_model,
-    feature_config,
-    load_model_folder,
-)
+from sssl_brain.dataio.features import FeatureConfig, log_mel
+from sssl_brain.dataio.segments import frames_per_segment, song_segments
+from sssl_brain.inference.model_folder import HPARAMS_FILE, build_model, load_model_folder
 from sssl_brain.song_level.classifier import predict_song_proba
 from sssl_brain.song_level.features import majority_vote, mean_probability
 from sssl_brain.utils.errors import AudioError, DataError, ModelFolderError
@@ -57,52 +52,6 @@ def _device_of(run_opts):
     else:
         device = getattr(run_opts, "device", None)
     return str(device or infer_device())
-
-
-def segment_layout(n_frames, duration, seg_dur, sample_rate, hop_length, overlap=None, max_duration=None):
-    """Segments of a song as training cuts them: start/end times and first frames.
-
-    The same rule as :func:`sssl_brain.dataio.dataset.build_segments`
-    (:func:`~sssl_brain.dataio.segments.song_segment_starts`): the usable duration is
-    the shorter of the file's duration and what its frames cover, segments
-    start every hop and each is a slice of ``frames_per_segment`` frames.
-
-    Arguments
-    ---------
-    n_frames : int
-        Feature frames of the song.
-    duration : float
-        Duration of the audio in seconds.
-    seg_dur : float
-        Segment duration (s).
-    sample_rate, hop_length : int
-        Feature settings.
-    overlap, max_duration : float, optional
-        See :func:`~sssl_brain.dataio.segments.segment_starts`.
-
-    Returns
-    -------
-    starts, ends : numpy.ndarray
-        Segment start and end times (s); empty if the song is shorter than one segment.
-    first_frames : numpy.ndarray
-        First frame of each segment.
-    n_seg_frames : int
-        Frames per segment.
-
-    Example
-    -------
-    >>> starts, ends, firsts, n = segment_layout(140, 3.0, 1.0, 22050, 512)
-    >>> starts.tolist(), ends.tolist(), firsts.tolist(), n
-    ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [0, 43, 86], 44)
-    >>> segment_layout(30, 0.6, 1.0, 22050, 512)[0].size
-    0
-    """
-    n_seg = frames_per_segment(seg_dur, sample_rate, hop_length)
-    starts = song_segment_starts(n_frames, seg_dur, sample_rate, hop_length, overlap, max_duration,
-                                 duration=duration)
-    firsts = [start_frame(s, sample_rate, hop_length, n_frames, n_seg) for s in starts]
-    starts = np.asarray(starts, dtype=np.float64)
-    return starts, np.round(starts + seg_dur, 6), np.asarray(firsts, dtype=np.int64), n_seg
 
 
 @dataclasses.dataclass
@@ -225,7 +174,7 @@ class EmotionRecognizer(Pretrained):
         self.source = source
         self.batch_size = int(batch_size)
         self.class_names = list(hparams["class_names"])
-        self.feature_config = feature_config(hparams)
+        self.feature_config = FeatureConfig(**hparams["features"])
         seg = hparams["segments"]
         self.seg_dur = float(seg["seg_dur"])
         self.seg_overlap = None if seg.get("seg_overlap") is None else float(seg["seg_overlap"])
@@ -350,16 +299,18 @@ class EmotionRecognizer(Pretrained):
             If the song is shorter than one segment (the message names it and the needed duration).
         """
         cfg = self.feature_config
-        starts, ends, firsts, n_seg = segment_layout(
-            feats.shape[0], duration, self.seg_dur, cfg.sample_rate, cfg.hop_length, self.seg_overlap,
-            self.max_duration)
-        if starts.size == 0:
+        segments = song_segments(feats.shape[0], self.seg_dur, cfg.sample_rate, cfg.hop_length,
+                                 self.seg_overlap, self.max_duration, duration=duration)
+        if not segments:
             raise AudioError(f"{name}: {duration:.3f} s of audio is shorter than one segment; this model "
                              f"needs at least {self.seg_dur:g} s (seg_dur)")
-        chunks = []
-        for first in range(0, len(firsts), self.batch_size):  # only one chunk of segments in memory at once
-            chunk = np.stack([feats[f:f + n_seg] for f in firsts[first:first + self.batch_size]])
+        n_seg, chunks = self.n_seg_frames, []
+        for first in range(0, len(segments), self.batch_size):  # only one chunk of segments in memory at once
+            chunk = np.stack([feats[seg.start_frame:seg.start_frame + n_seg]
+                              for seg in segments[first:first + self.batch_size]])
             chunks.append(self._forward(chunk))
+        starts = np.array([seg.start_s for seg in segments], dtype=np.float64)
+        ends = np.array([seg.end_s for seg in segments], dtype=np.float64)
         return starts, ends, np.concatenate(chunks)
 
     # --------------------------------------------------------------- song level

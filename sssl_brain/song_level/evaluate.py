@@ -16,7 +16,7 @@ songs and writes::
     metrics.json           metrics per split and aggregator (written last: the fold is finished)
 
 Training calls it right after writing the two segment tables
-(:func:`sssl_brain.experiment.write_fold_outputs`), so a re-run on the
+(:func:`sssl_brain.song_level.fold_outputs.write_fold_outputs`), so a re-run on the
 finished fold with the same settings gives the same bytes. The exact
 probabilities of ``segment_probs.npy`` are used where it exists: 6 decimals
 are not enough when a weak model's probabilities differ in the 5th (the

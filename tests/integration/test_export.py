@@ -19,17 +19,15 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sssl_brain.dataio.features import FeatureConfig, extract_file
 from sssl_brain.inference import export as export_mod
-from sssl_brain.inference.export import (
+from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, export_fold, main, refit_song_classifier
+from sssl_brain.inference.model_folder import (
     CLASSIFIER_FILE,
-    FOLD_CLASSIFIER_FILE,
     HPARAMS_FILE,
     MANIFEST_FILE,
     README_FILE,
     WEIGHTS_FILE,
-    export_fold,
+    hparams_from_fold_config,
     load_model_folder,
-    main,
-    refit_song_classifier,
 )
 from sssl_brain.inference.recognizer import EmotionRecognizer
 from sssl_brain.lobes.vgg16 import VGG16
@@ -86,7 +84,7 @@ def test_export_layout_and_manifest(fold, model_dir):
     assert hp["segments"] == {"seg_dur": 1.0, "seg_overlap": None, "max_song_duration": None}
     for key in ("sample_rate", "n_fft", "hop_length", "n_mels"):
         assert hp["features"][key] == config[key]
-    assert hp["features"]["ref"] == config.get("mel_power_ref", config.get("ref_db"))
+    assert hp["features"]["ref"] == config["mel_power_ref"]
     assert hp["model"]["width_mult"] == config["width_mult"] and hp["model"]["n_classes"] == 4
     assert hp["song_level"]["theta"] == config["song_theta"]
 
@@ -95,7 +93,7 @@ def test_export_layout_and_manifest(fold, model_dir):
     selected = json.loads((fold / "metrics.json").read_text())["selected_epoch"]
     assert yaml.safe_load(open(os.path.join(ckpt, "CKPT.yaml")))["epoch"] == selected
     original = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
-    assert set(original) <= set(state)  # checkpoints from before the input normalisation lack its buffers
+    assert set(original) == set(state)
     assert all(torch.equal(state[k], original[k]) for k in original)
     assert zipfile.is_zipfile(model_dir / CLASSIFIER_FILE)
     readme = (model_dir / README_FILE).read_text()
@@ -109,7 +107,7 @@ def test_export_uses_the_folds_saved_classifier(fold, tmp_path):
     """A fold with song_classifier.skops is exported with that classifier, unchanged."""
     fold_copy = tmp_path / "fold"
     shutil.copytree(fold, fold_copy)
-    hp = export_mod.hparams_from_fold_config(json.loads((fold / "fold_config.json").read_text()))
+    hp = hparams_from_fold_config(json.loads((fold / "fold_config.json").read_text()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = refit_song_classifier(fold_copy, hp)
@@ -352,8 +350,7 @@ def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, ma
     np.testing.assert_allclose(result.segment_ends, np.array(expected_starts) + 3.0)
 
     state = torch.load(export_mod.find_checkpoint(fold_dir) + "/model.ckpt", weights_only=True)
-    kwargs = {"n_mels": 128} if "input_mean" in state else {}
-    direct = VGG16(n_classes=2, width_mult=0.0625, classifier_dim=16, **kwargs)
+    direct = VGG16(n_classes=2, width_mult=0.0625, classifier_dim=16, n_mels=128)
     direct.load_state_dict(state)
     direct.eval()
     feats = torch.from_numpy(extract_file(path, FeatureConfig()))
@@ -365,14 +362,33 @@ def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, ma
     np.testing.assert_allclose(result.probs, clf.predict_proba([result.segment_probs])[0])
 
 
-def test_checkpoint_without_normalisation_buffers_exports_with_the_identity(tmp_path):
+def test_model_without_per_bin_normalisation_exports_with_n_mels_none(tmp_path):
     fold_dir = fold_by_hand(tmp_path / "fold", normalization=False)
     export_fold(fold_dir, tmp_path / "model")
     loaded = load_model_folder(tmp_path / "model")
     assert loaded.hparams["model"]["n_mels"] is None
-    if "input_mean" in loaded.state_dict:  # this VGG16 normalises its input: identity for old weights
-        assert torch.equal(loaded.state_dict["input_mean"], torch.zeros(1))
-        assert torch.equal(loaded.state_dict["input_std"], torch.ones(1))
+    assert torch.equal(loaded.state_dict["input_mean"], torch.zeros(1))
+    assert torch.equal(loaded.state_dict["input_std"], torch.ones(1))
+
+
+def test_weights_without_the_normalisation_buffers_are_refused(tmp_path):
+    fold_dir = fold_by_hand(tmp_path / "fold")
+    ckpt = export_mod.find_checkpoint(fold_dir)
+    state = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
+    torch.save({k: v for k, v in state.items() if k not in ("input_mean", "input_std")},
+               os.path.join(ckpt, "model.ckpt"))
+    with pytest.raises(ModelFolderError, match=r"(?s)model\.ckpt: the weights do not fit.*input_mean"):
+        export_fold(fold_dir, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_fold_config_missing_a_key_is_refused_naming_it(tmp_path):
+    fold_dir = fold_by_hand(tmp_path / "fold")
+    config = json.loads((fold_dir / "fold_config.json").read_text())
+    del config["mel_power_ref"]
+    (fold_dir / "fold_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match=r"fold_config\.json: missing key\(s\) mel_power_ref"):
+        export_fold(fold_dir, tmp_path / "model")
 
 
 def test_find_checkpoint_takes_the_one_selected_on_validation_not_the_newest(tmp_path):

@@ -10,13 +10,12 @@ from audio_fixtures import tone, write_audio
 from model_fixtures import segment_reference
 
 from sssl_brain.dataio.features import extract_file
-from sssl_brain.dataio.segments import segment_starts
-from sssl_brain.inference.export import MANIFEST_FILE
+from sssl_brain.dataio.segments import segment_starts, song_segments
+from sssl_brain.inference.model_folder import MANIFEST_FILE
 from sssl_brain.inference.recognizer import (
     EmotionRecognizer,
     SongResult,
     plot_segment_probabilities,
-    segment_layout,
 )
 from sssl_brain.utils.errors import AudioError, DataError, ModelFolderError
 from sssl_brain.utils.io_utils import read_csv_dicts
@@ -126,8 +125,9 @@ def test_long_file_runs_the_model_in_chunks(model_dir, tmp_path):
 def test_classify_batch_of_segment_features(model, tmp_path):
     path = write_audio(str(tmp_path / "a.wav"), duration=3.0)
     feats = extract_file(path, model.feature_config)
-    _, _, firsts, n = segment_layout(feats.shape[0], 3.0, 1.0, 22050, 512)
-    batch = torch.from_numpy(np.stack([feats[f:f + n] for f in firsts]))
+    n = model.n_seg_frames
+    segments = song_segments(feats.shape[0], 1.0, 22050, 512, duration=3.0)
+    batch = torch.from_numpy(np.stack([feats[seg.start_frame:seg.start_frame + n] for seg in segments]))
     probs, score, index, labels = model.classify_batch(batch)
     np.testing.assert_allclose(probs.numpy(), model.classify_file(path).segment_probs, atol=1e-6)
     assert torch.equal(index, probs.argmax(dim=1)) and torch.allclose(score, probs.max(dim=1).values)

@@ -193,6 +193,8 @@ def test_config_key_is_stable_and_covers_every_setting():
 def test_config_from_hparams_takes_only_known_keys():
     config = FeatureConfig.from_hparams({"n_mels": 64, "hop_length": 256, "seg_dur": 3.0, "lr": 1e-3})
     assert config == FeatureConfig(n_mels=64, hop_length=256)
+    # the yaml's name of the dB reference is mel_power_ref; a key named like the field is not read
+    assert FeatureConfig.from_hparams({"mel_power_ref": 4, "ref": 9.0}) == FeatureConfig(ref=4.0)
 
 
 @pytest.mark.parametrize(

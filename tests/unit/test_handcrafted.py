@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from sssl_brain.dataio.experiment import check_experiment_hparams
-from sssl_brain.experiment import run_features_svm_fold
+from sssl_brain.song_level.fold_outputs import run_features_svm_fold
 from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, extract_file, feature_names
 from sssl_brain.utils.errors import ConfigError
 from sssl_brain.utils.hparams import load_hparams

@@ -9,7 +9,8 @@ import pytest
 from prepare_fixtures import build_4q, dataset_hparams, expected_segments, load_prepare_module, read_raw, real
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
-from sssl_brain.dataio.songs import REPORT_FILE, read_songs_table
+from sssl_brain.dataio.prepare import REPORT_FILE
+from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 fourq = load_prepare_module("4q")

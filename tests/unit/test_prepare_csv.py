@@ -20,7 +20,8 @@ from prepare_fixtures import (
 )
 
 from sssl_brain.dataio.labels import song_class
-from sssl_brain.dataio.songs import REPORT_FILE, SONGS_FILE, read_segment_truth, read_songs_table
+from sssl_brain.dataio.prepare import REPORT_FILE, SONGS_FILE
+from sssl_brain.dataio.songs import read_segment_truth, read_songs_table
 from sssl_brain.utils.errors import DataError
 
 csv_prep = load_prepare_module("csv")

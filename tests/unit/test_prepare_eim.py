@@ -16,7 +16,8 @@ from prepare_fixtures import (
 )
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
-from sssl_brain.dataio.songs import REPORT_FILE, read_songs_table
+from sssl_brain.dataio.prepare import REPORT_FILE
+from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 eim = load_prepare_module("eim")

@@ -18,7 +18,8 @@ from prepare_fixtures import (
 )
 
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
-from sssl_brain.dataio.songs import OPTIONS_FILE, REPORT_FILE, SONGS_FILE, read_songs_table
+from sssl_brain.dataio.prepare import OPTIONS_FILE, REPORT_FILE, SONGS_FILE
+from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 pmemo = load_prepare_module("pmemo")
@@ -138,7 +139,7 @@ def test_unreadable_empty_and_missing_clips_are_skipped_and_named(tmp_path, capl
     built.audio[broken].write_bytes(os.urandom(5000))
     built.audio[empty].write_bytes(b"")
     os.remove(built.audio[missing])
-    with caplog.at_level(logging.WARNING, logger="sssl_brain.dataio.songs"):
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.dataio.prepare"):
         songs = read_songs_table(pmemo.prepare_pmemo(str(built.root), str(tmp_path / "save")))
     assert len(songs) == 764 and not {broken, empty, missing} & {s["song_id"] for s in songs}
     skipped = json.loads((tmp_path / "save" / REPORT_FILE).read_text())["skipped"]
@@ -204,7 +205,7 @@ def test_second_call_skips_preparation(tmp_path, caplog):
     options = json.loads((save / OPTIONS_FILE).read_text())
     assert options["dataset"] == "PMEmo2019" and options["data_folder"] == str(built.root)
     built.annotations.write_text("broken")  # would fail if it were read again
-    with caplog.at_level(logging.INFO, logger="sssl_brain.dataio.songs"):
+    with caplog.at_level(logging.INFO, logger="sssl_brain.dataio.prepare"):
         assert pmemo.prepare_pmemo(str(built.root), str(save)) == path
     assert "skipping preparation" in caplog.text and os.stat(path).st_mtime_ns == stamp
     assert pmemo.prepare_pmemo("/nowhere", str(save), skip_prep=True) == str(save / SONGS_FILE)

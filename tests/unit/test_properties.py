@@ -52,7 +52,9 @@ def _neutralize_broken_lazy_modules():
     import sys
     import warnings
 
-    import sssl_brain.experiment  # noqa: F401  (registers every shim the library's imports bring)
+    # (registers every shim the library's imports bring)
+    import sssl_brain.dataio.experiment  # noqa: F401
+    import sssl_brain.song_level.fold_outputs  # noqa: F401
 
     for module in list(sys.modules.values()):
         try:

@@ -3,7 +3,8 @@
 The summary runs before any feature exists; it predicts each song's feature
 frames from its decoded sample count (librosa's resampled length, then
 centred frames) and cuts them with the rule training uses
-(:func:`sssl_brain.dataio.segments.song_segment_starts`).
+(:func:`sssl_brain.dataio.segments.song_segments`); inference cuts a song's
+features with the same rule.
 """
 
 import contextlib
@@ -15,18 +16,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audio_fixtures import write_audio
+from model_fixtures import fold_by_hand
 
 from sssl_brain.dataio.audio import audio_duration, audio_samples, load_audio
 from sssl_brain.dataio.dataset import build_segments
 from sssl_brain.dataio.features import FeatureCache, FeatureConfig
+from sssl_brain.dataio.prepare import REPORT_FILE, SUMMARY_DURATIONS, segment_summary, write_songs_table
 from sssl_brain.dataio.segments import n_feature_frames, n_feature_frames_of_duration, resampled_length
-from sssl_brain.dataio.songs import (
-    REPORT_FILE,
-    SUMMARY_DURATIONS,
-    read_songs_table,
-    segment_summary,
-    write_songs_table,
-)
+from sssl_brain.dataio.songs import read_songs_table
+from sssl_brain.inference.export import export_fold
+from sssl_brain.inference.recognizer import EmotionRecognizer
+from sssl_brain.utils.errors import AudioError
 
 # Durations away from whole seconds, rates that resample by odd ratios, and whole-second songs
 # (where the frame grid drops the last segment), in formats whose sample counts come from the
@@ -80,6 +80,36 @@ def test_summary_counts_equal_the_segments_training_builds(prepared):
             segments, _ = build_segments(songs, n_frames, "valence", row["seg_dur"], config, **{
                 "overlap": kwargs.get("overlap"), "max_duration": kwargs.get("max_duration")})
             assert row["segments"] == len(segments), (kwargs, row)
+
+
+@pytest.mark.filterwarnings("ignore:song classifier")
+@pytest.mark.parametrize("seg_dur, max_duration", [(1.0, None), (3.0, None), (3.0, 6.5)])
+def test_training_summary_and_inference_cut_the_same_segments(prepared, tmp_path, seg_dur, max_duration):
+    """The three users of the segment rule: training's rows, the summary's counts, inference's segments."""
+    songs, _, n_frames, config = prepared
+    export_fold(fold_by_hand(tmp_path / "fold", seg_dur=seg_dur, max_song_duration=max_duration),
+                tmp_path / "model")
+    model = EmotionRecognizer.from_hparams(source=str(tmp_path / "model"), run_opts={"device": "cpu"})
+    summary = segment_summary(songs, (seg_dur,), max_duration=max_duration)[0]
+    total = 0
+    for song in songs:
+        rows, _ = build_segments([song], n_frames, "valence", seg_dur, config, max_duration=max_duration)
+        try:
+            result = model.classify_file(song["path"])
+            starts, ends = result.segment_starts.tolist(), result.segment_ends.tolist()
+        except AudioError as err:
+            assert "shorter than one segment" in str(err)
+            starts = ends = []
+        assert [r["start_s"] for r in rows] == starts, song["song_id"]
+        assert [r["end_s"] for r in rows] == ends, song["song_id"]
+        assert (song["song_id"] in summary["short_song_ids"]) == (not rows)
+        total += len(rows)
+    assert summary["segments"] == total > 0
+    # hand-counted: b (10.77 s) has 10 one-second segments, 8 of 3 s, 4 of 3 s in its first 6.5 s
+    b = next(s for s in songs if s["song_id"] == "b")
+    expected = {(1.0, None): 10, (3.0, None): 8, (3.0, 6.5): 4}[(seg_dur, max_duration)]
+    rows, _ = build_segments([b], n_frames, "valence", seg_dur, config, max_duration=max_duration)
+    assert len(rows) == expected
 
 
 def test_whole_second_songs_lose_the_last_segment_to_the_frame_grid(prepared):

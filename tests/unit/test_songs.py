@@ -7,21 +7,23 @@ import os
 import pytest
 from prepare_fixtures import expected_segments, put_audio, write_csv
 
-from sssl_brain.dataio.songs import (
+from sssl_brain.dataio.prepare import (
     OPTIONS_FILE,
     REPORT_FILE,
-    SONG_COLUMNS,
     SONGS_FILE,
     find_audio_files,
     format_segment_summary,
     prepare_songs_table,
+    segment_summary,
+    skip_if_prepared,
+    write_songs_table,
+)
+from sssl_brain.dataio.songs import (
+    SONG_COLUMNS,
     read_annotation_csv,
     read_segment_truth,
     read_songs_table,
-    segment_summary,
-    skip_if_prepared,
     validate_entries,
-    write_songs_table,
 )
 from sssl_brain.utils.errors import ConfigError, DataError
 
@@ -126,7 +128,7 @@ def test_unreadable_zero_length_missing_and_unannotated_audio_are_counted_skips(
     entries = entries + [entry("d", broken, line=5), entry("e", empty, line=6),
                          entry("f", folder / "f.mp3", line=7)]
     save = tmp_path / "save"
-    with caplog.at_level(logging.WARNING, logger="sssl_brain.dataio.songs"):
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.dataio.prepare"):
         write(entries, folder, save)
     assert [s["song_id"] for s in read_songs_table(str(save / SONGS_FILE))] == ["a", "b", "c"]
     skipped = report_of(save)["skipped"]
@@ -314,7 +316,7 @@ def test_prepare_skips_work_already_done_and_redoes_it_when_options_change(datas
     path = prepare_songs_table("toy", str(folder), save, parse, value_range=(0, 1))
     assert calls == [str(folder)] and os.path.isfile(path)
     stamp = os.stat(path).st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="sssl_brain.dataio.songs"):
+    with caplog.at_level(logging.INFO, logger="sssl_brain.dataio.prepare"):
         assert prepare_songs_table("toy", str(folder), save, parse, value_range=(0, 1)) == path
     assert "skipping preparation" in caplog.text
     assert calls == [str(folder)] and os.stat(path).st_mtime_ns == stamp

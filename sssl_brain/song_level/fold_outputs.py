@@ -1,43 +1,21 @@
-"""What a trained fold writes: its settings (``fold_config.json``) and its stage-2 outputs.
+"""What stage 2 writes for a trained fold, and the ``features_svm`` baseline's fold.
 
-The recipes (``recipes/sssl_train.py``) call these after training a fold.
+The recipe (``recipes/sssl_train.py``) calls :func:`write_fold_outputs` once
+stage 1 has predicted every segment of the fold; stage 2 itself is
+:func:`sssl_brain.song_level.evaluate.evaluate_fold`, which
+``recipes/evaluate.py`` re-runs on a finished fold.
 """
 
 import dataclasses
-import logging
 import os
 
 import numpy as np
 
-from sssl_brain.dataio.features import FeatureConfig
+from sssl_brain.inference.model_folder import fold_config
 from sssl_brain.song_level.evaluate import evaluate_fold, song_level_options, write_song_level_outputs
 from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
 from sssl_brain.song_level.predictions import svm_song_predictions
 from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_csv, atomic_write_json
-
-logger = logging.getLogger(__name__)
-
-def feature_config(hp):
-    """FeatureConfig from the hyperparameters."""
-    return FeatureConfig(sample_rate=int(hp["sample_rate"]), n_fft=int(hp["n_fft"]),
-                         hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]),
-                         ref=float(hp["mel_power_ref"]))
-
-
-FOLD_CONFIG_KEYS = (
-    "target", "seg_dur", "seg_overlap", "max_song_duration", "sample_rate", "n_fft", "hop_length", "n_mels",
-    "mel_power_ref", "n_classes", "width_mult", "classifier_dim", "batch_norm", "dropout", "channels_last",
-    "song_theta", "svm_grid_search", "svm_C", "svm_gamma", "svm_C_grid", "svm_gamma_grid", "method", "fold",
-    "seed",
-)
-
-
-def fold_config(hp, exp):
-    """Plain settings a trained fold needs for inference (written as ``fold_config.json``)."""
-    config = {k: hp[k] for k in FOLD_CONFIG_KEYS}
-    config.update(class_names=list(exp.class_names), valence_threshold=exp.valence_threshold,
-                  arousal_threshold=exp.arousal_threshold)
-    return config
 
 
 def fold_metrics_extra(hp, exp, fold, **more):
