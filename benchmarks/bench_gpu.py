@@ -17,7 +17,7 @@ segment duration:
   cosine similarity of the gradients.
 
 It runs on the CPU too (``--device cpu --models demo``, small sizes): that
-is how it is tested (``tests/test_benchmarks.py``). Usage on the GPU
+is how it is tested (``tests/integration/test_benchmarks.py``). Usage on the GPU
 machine, a few minutes in all::
 
     python benchmarks/bench_gpu.py --device cuda --json gpu.json

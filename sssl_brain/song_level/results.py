@@ -97,13 +97,17 @@ def _class_index(value, n_classes, path, line, column):
 
 
 def _score(rows, n_classes, path, truth_column="label", split="test"):
-    """Metrics of the rows of one split; None when no row is scored."""
+    """Metrics of the rows of one split; None when no row is scored.
+
+    A segment whose truth is unknown (``truth`` -1: the truth table does not cover that second or
+    that song) is left out of the ``segment_truth`` score.
+    """
     y_true, y_pred = [], []
     for line, row in enumerate(rows, start=2):
         if row.get("split") != split:
             continue
         truth = row.get(truth_column)
-        if truth is None or str(truth).strip() == "":
+        if truth is None or str(truth).strip() in ("", "-1" if truth_column == "truth" else ""):
             continue
         y_true.append(_class_index(truth, n_classes, path, line, truth_column))
         y_pred.append(_class_index(row.get("pred"), n_classes, path, line, "pred"))

@@ -11,6 +11,7 @@ from sssl_brain.song_level.results import (
     RESULT_FIELDS,
     collect_fold_metrics,
     collect_results,
+    fold_metrics_from_rows,
     main,
     mean_std,
     plot_confusion_matrix,
@@ -206,3 +207,15 @@ def test_markdown_and_cli(two_methods, capsys):
     assert printed.splitlines()[0] == "# T"
     assert printed == results_markdown(collect_results(two_methods), title="T")
     assert os.path.exists(os.path.join(two_methods, "results.md"))
+
+
+def test_segments_of_unknown_truth_are_left_out_of_segment_truth():
+    """truth -1 (the truth table does not cover the segment) is not scored; the inherited label still is."""
+    songs = [{"split": "test", "aggregator": "svm", "label": 0, "pred": 0}]
+    segments = [{"split": "test", "label": 0, "truth": 0, "pred": 0},
+                {"split": "test", "label": 0, "truth": -1, "pred": 1},
+                {"split": "test", "label": 1, "truth": "1", "pred": 0},
+                {"split": "test", "label": 1, "truth": "-1", "pred": 1}]
+    metrics = fold_metrics_from_rows(songs, 2, segment_rows=segments)
+    assert metrics["segment_truth"]["n"] == 2 and metrics["segment_truth"]["accuracy"] == 0.5
+    assert metrics["segment"]["n"] == 4 and metrics["segment"]["accuracy"] == 0.5
