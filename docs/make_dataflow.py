@@ -26,13 +26,14 @@ W, H = 0.17, 0.15  # box size, axes fraction
 #: name -> (x, y, role, title, detail); x, y: box centre.
 BOXES = {
     "audio": (0.09, 0.84, "file", "dataset folder", "audio + annotations\n(+ segment truth)"),
-    "prepare": (0.29, 0.84, "recipes", "prepare", "prepared/songs.csv\nprepare_report.json"),
+    "prepare": (0.29, 0.84, "recipes", "prepare", "dataio.prepare\nprepared/songs.csv\nprepare_report.json"),
     "cache": (0.49, 0.84, "dataio", "log-mel cache", "features.FeatureCache\nprepared/features/*.npy"),
     "segments": (0.69, 0.84, "dataio", "segments", "dataset.build_segments\nslices of the cache"),
     "folds": (0.89, 0.84, "dataio", "folds by song", "dataset.make_folds\nfolds.csv"),
-    "brain": (0.89, 0.50, "method", "SSSLBrain per fold", "Eq. 3-9, checkpoints\npartition.csv"),
-    "segpred": (0.69, 0.50, "file", "segment_predictions.csv", "selected checkpoint,\nevery segment"),
-    "stage2": (0.49, 0.50, "song_level", "stage 2", "Eq. 10 features + SVM\nstage2.py"),
+    "brain": (0.89, 0.50, "method", "SSSLBrain per fold", "fold_config.json\nEq. 3-9, save/\npartition.csv"),
+    "segpred": (0.69, 0.50, "file", "segment predictions", "segment_predictions.csv\nsegment_probs.npy\n"
+                "(selected checkpoint)"),
+    "stage2": (0.49, 0.50, "song_level", "stage 2", "evaluate.evaluate_fold\nSongClassifier:\nEq. 10 + SVM"),
     "songpred": (0.29, 0.50, "file", "song_predictions.csv", "metrics.json\nsong_classifier.skops"),
     "results": (0.09, 0.50, "song_level", "results.md / .csv", "results.py\nmean ± std over folds"),
     "export": (0.29, 0.20, "inference", "export (sssl-export)", "export.export_fold\none fold folder"),
