@@ -76,6 +76,8 @@ def load_dataset_hparams(recipe_dir=RECIPE_DIR):
                           "from a dataset folder with hparams/<dataset>.yaml)")
     with open(path, encoding="utf-8") as fin:
         defaults = load_hyperpyyaml(fin)
+    if "prepare" not in defaults:
+        raise ConfigError(f"{path}: needs a 'prepare: !name:<dataset>_prepare.prepare_<dataset>' entry")
     return defaults.pop("prepare"), defaults
 
 

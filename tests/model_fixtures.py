@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, export_fold
+from sssl_brain.inference.export import export_fold
 from sssl_brain.inference.model_folder import MANIFEST_FILE
 from sssl_brain.utils.io_utils import read_csv_dicts
 
@@ -44,11 +44,11 @@ def trained_fold(basetemp):
 
 
 def exported_model(basetemp):
-    """Exports the fold of :func:`trained_fold` (refitting the song classifier if the fold lacks it)."""
+    """Exports the fold of :func:`trained_fold`."""
     fold, _ = trained_fold(basetemp)
     out = Path(basetemp) / "sssl_tiny_model"
     if not (out / MANIFEST_FILE).is_file():
-        export_fold(fold, out, refit=not (fold / FOLD_CLASSIFIER_FILE).is_file())
+        export_fold(fold, out)
     return out
 
 
@@ -103,7 +103,8 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
               "hop_length": 512, "n_mels": 128, "mel_power_ref": 1.0,
               "n_classes": n_classes, "width_mult": width_mult, "classifier_dim": classifier_dim,
               "batch_norm": False, "dropout": 0.5, "channels_last": False, "song_theta": 0.5,
-              "method": "sssl", "fold": 0, "seed": seed, "class_names": list(class_names),
+              "svm_grid_search": False, "svm_C": 1.0, "svm_gamma": "scale", "svm_C_grid": [0.1, 1, 10, 100],
+              "svm_gamma_grid": ["scale", 0.01, 0.1, 1], "method": "sssl", "fold": 0, "seed": seed, "class_names": list(class_names),
               "valence_threshold": 0.5, "arousal_threshold": 0.5}
     (folder / "fold_config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)

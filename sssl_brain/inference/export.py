@@ -6,8 +6,7 @@ half-written model.
 
 Command line (also the ``sssl-export`` console script)::
 
-    python -m sssl_brain.inference.export FOLD_DIR OUT_DIR [--checkpoint CKPT+...] [--refit_song_classifier]
-                                [--overwrite]
+    python -m sssl_brain.inference.export FOLD_DIR OUT_DIR [--checkpoint CKPT+...] [--overwrite]
 """
 
 import argparse
@@ -20,7 +19,6 @@ import shutil
 import sys
 import tempfile
 
-import numpy as np
 import torch
 import yaml
 
@@ -39,9 +37,8 @@ from sssl_brain.inference.model_folder import (
     hparams_from_fold_config,
     read_weights,
 )
-from sssl_brain.song_level.classifier import SongClassifier
-from sssl_brain.utils.errors import DataError, ModelFolderError, SSSLError
-from sssl_brain.utils.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_csv_dicts
+from sssl_brain.utils.errors import ModelFolderError, SSSLError
+from sssl_brain.utils.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sssl_brain.utils.model_io import dumps_song_classifier, load_song_classifier, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -119,49 +116,7 @@ def _fold_model(hp, weights_path, source):
     return model
 
 
-def refit_song_classifier(fold_dir, hp):
-    """Refits the fold's song classifier from its ``segment_predictions.csv`` (training songs only).
-
-    For folds trained before the classifier was saved. Uses the C and gamma
-    recorded in ``metrics.json`` (``svm_params``; no new grid search) and the
-    segment probabilities as written (rounded to 6 decimals), so the result
-    matches the original classifier closely but not bit for bit.
-    """
-    seg_csv = os.path.join(fold_dir, "segment_predictions.csv")
-    if not os.path.isfile(seg_csv):
-        raise ModelFolderError(f"{seg_csv}: not found; cannot refit the song classifier")
-    names = hp["class_names"]
-    columns = [f"p_{c}" for c in names]
-    probs, labels = {}, {}
-    for line, row in enumerate(read_csv_dicts(seg_csv), start=2):
-        if row.get("split") != "train":
-            continue
-        try:
-            probs.setdefault(row["song_id"], []).append([float(row[c]) for c in columns])
-            labels[row["song_id"]] = int(row["label"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{seg_csv}, line {line}: bad row ({type(err).__name__}: {err})") from None
-    if not probs:
-        raise ModelFolderError(f"{seg_csv}: no training segment; cannot refit the song classifier")
-    params = {}
-    metrics_json = os.path.join(fold_dir, "metrics.json")
-    if os.path.isfile(metrics_json):
-        with open(metrics_json, encoding="utf-8") as f:
-            params = json.load(f).get("svm_params") or {}
-    kwargs = {}
-    if "C" in params:
-        kwargs["C"] = float(params["C"])
-    if "gamma" in params:
-        gamma = params["gamma"]
-        kwargs["gamma"] = gamma if gamma in ("scale", "auto") else float(gamma)
-    songs = list(probs)
-    seed = int(hp.get("training", {}).get("seed", 0))
-    theta = float(hp["song_level"]["theta"])
-    classifier = SongClassifier(theta=theta, grid_search=False, seed=seed, **kwargs)
-    return classifier.fit([np.asarray(probs[s]) for s in songs], np.array([labels[s] for s in songs]))
-
-
-def _readme(hp, files, fold_dir, checkpoint, metrics, refitted):
+def _readme(hp, files, fold_dir, checkpoint, metrics):
     names = ", ".join(hp["class_names"])
     seg, feat, model = hp["segments"], hp["features"], hp["model"]
     lines = [
@@ -198,8 +153,7 @@ def _readme(hp, files, fold_dir, checkpoint, metrics, refitted):
         f"{feat['hop_length']}, {feat['sample_rate']} Hz, dB re {feat['ref']}",
         f"- model: VGG16, width x{model['width_mult']:g}, classifier {model['classifier_dim']}, "
         f"batch norm {model['batch_norm']}",
-        f"- song level: Eq. 10 with theta {hp['song_level']['theta']:g}, SVM"
-        + (" (refitted at export from segment_predictions.csv)" if refitted else ""),
+        f"- song level: Eq. 10 with theta {hp['song_level']['theta']:g}, SVM",
         "",
         "## Source",
         "",
@@ -226,7 +180,7 @@ def _file_entry(path):
     return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
 
 
-def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False):
+def export_fold(fold_dir, out_dir, checkpoint=None, overwrite=False):
     """Packages a trained fold into a self-contained model folder (written atomically).
 
     Arguments
@@ -237,10 +191,7 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
     out_dir : str
         The model folder to create.
     checkpoint : str, optional
-        Checkpoint folder name (default: the most recent, see :func:`find_checkpoint`).
-    refit : bool
-        If the fold has no ``song_classifier.skops`` (trained before it was
-        saved), refit it from ``segment_predictions.csv`` (:func:`refit_song_classifier`).
+        Checkpoint folder name (default: the one selected on validation, see :func:`find_checkpoint`).
     overwrite : bool
         Replace an existing ``out_dir``.
 
@@ -273,19 +224,12 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
     model = _fold_model(hp, os.path.join(ckpt, "model.ckpt"), config_path)
 
     clf_path = os.path.join(fold_dir, FOLD_CLASSIFIER_FILE)
-    refitted = False
-    if os.path.isfile(clf_path):
-        classifier = load_song_classifier(clf_path)
-        check_classifier_fits(classifier, hp, clf_path)
-        classifier_bytes = dumps_song_classifier(classifier)
-    elif refit:
-        logger.warning("%s not found: refitting the song classifier from segment_predictions.csv", clf_path)
-        classifier_bytes = dumps_song_classifier(refit_song_classifier(fold_dir, hp))
-        refitted = True
-    else:
-        raise ModelFolderError(
-            f"{clf_path}: not found (folds trained before the classifier was saved lack it); pass "
-            "refit=True / --refit_song_classifier to refit it from segment_predictions.csv")
+    if not os.path.isfile(clf_path):
+        raise ModelFolderError(f"{clf_path}: not found; is stage 2 of {fold_dir} finished (its "
+                               "metrics.json)? recipes/evaluate.py re-runs stage 2 on a fold")
+    classifier = load_song_classifier(clf_path)
+    check_classifier_fits(classifier, hp, clf_path)
+    classifier_bytes = dumps_song_classifier(classifier)
     metrics = None
     metrics_path = os.path.join(fold_dir, "metrics.json")
     if os.path.isfile(metrics_path):
@@ -307,13 +251,13 @@ def export_fold(fold_dir, out_dir, checkpoint=None, refit=False, overwrite=False
         atomic_write_bytes(os.path.join(tmp, WEIGHTS_FILE), buf)
         atomic_write_bytes(os.path.join(tmp, CLASSIFIER_FILE), classifier_bytes)
         files = {name: _file_entry(os.path.join(tmp, name)) for name in REQUIRED_FILES}
-        readme = _readme(hp, files, fold_dir, ckpt, metrics, refitted)
+        readme = _readme(hp, files, fold_dir, ckpt, metrics)
         atomic_write_text(os.path.join(tmp, README_FILE), readme)
         files[README_FILE] = _file_entry(os.path.join(tmp, README_FILE))
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "sssl_brain_version": __version__,
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "source": {"fold_dir": fold_dir, "checkpoint": os.path.basename(ckpt),
-                               "song_classifier": "refitted" if refitted else FOLD_CLASSIFIER_FILE},
+                               "song_classifier": FOLD_CLASSIFIER_FILE},
                     "files": files}
         atomic_write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
         _make_readable(tmp)
@@ -364,16 +308,13 @@ def main(argv=None):
     parser.add_argument("fold_dir", help="trained fold folder, e.g. results/<dataset>/<exp>/sssl/fold_0")
     parser.add_argument("out_dir", help="model folder to create")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint folder name (default: the most recent)")
-    parser.add_argument("--refit_song_classifier", "--refit-song-classifier", action="store_true",
-                        help="refit the song classifier from segment_predictions.csv if the fold lacks "
-                             f"{FOLD_CLASSIFIER_FILE}")
+                        help="checkpoint folder name (default: the one selected on validation)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         manifest = export_fold(args.fold_dir, args.out_dir, checkpoint=args.checkpoint,
-                               refit=args.refit_song_classifier, overwrite=args.overwrite)
+                               overwrite=args.overwrite)
     except SSSLError as err:
         print(f"sssl-export: error: {err}", file=sys.stderr)
         return 1

@@ -112,7 +112,9 @@ def hparams_from_fold_config(config, source="fold_config.json"):
     >>> config = {"target": "valence", "seg_dur": 3, "seg_overlap": None, "max_song_duration": None,
     ...           "sample_rate": 22050, "n_fft": 1024, "hop_length": 512, "n_mels": 128, "mel_power_ref": 1.0,
     ...           "n_classes": 2, "width_mult": 1.0, "classifier_dim": 4096, "batch_norm": False,
-    ...           "dropout": 0.5, "channels_last": False, "song_theta": 0.5, "method": "sssl", "fold": 0,
+    ...           "dropout": 0.5, "channels_last": False, "song_theta": 0.5, "svm_grid_search": True,
+    ...           "svm_C": 1.0, "svm_gamma": "scale", "svm_C_grid": [1, 10], "svm_gamma_grid": ["scale"],
+    ...           "method": "sssl", "fold": 0,
     ...           "seed": 1986, "class_names": ["low", "high"], "valence_threshold": 0.5,
     ...           "arousal_threshold": 0.5}
     >>> hp = hparams_from_fold_config(config)

@@ -41,7 +41,7 @@ def debug_overrides(run_opts, hparams_file, overrides):
     batches. On top of that a debug run keeps ``debug_songs_per_class`` songs
     of each class (so feature extraction and the no-grad partition,
     validation and prediction passes are small too, see
-    :meth:`sssl_brain.dataio.experiment.Experiment.debug_subset`), uses two
+    :func:`sssl_brain.dataio.experiment.debug_subset`), uses two
     folds and trains only the first fold of ``folds``, and ends the warm-up
     one epoch before the last debug epoch so an SSSL epoch (the partition)
     runs. Values given on the command line win.

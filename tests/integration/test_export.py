@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sssl_brain.dataio.features import FeatureConfig, extract_file
 from sssl_brain.inference import export as export_mod
-from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, export_fold, main, refit_song_classifier
+from sssl_brain.inference.export import FOLD_CLASSIFIER_FILE, export_fold, main
 from sssl_brain.inference.model_folder import (
     CLASSIFIER_FILE,
     HPARAMS_FILE,
@@ -108,10 +108,7 @@ def test_export_uses_the_folds_saved_classifier(fold, tmp_path):
     fold_copy = tmp_path / "fold"
     shutil.copytree(fold, fold_copy)
     hp = hparams_from_fold_config(json.loads((fold / "fold_config.json").read_text()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = refit_song_classifier(fold_copy, hp)
-    save_song_classifier(clf, fold_copy / FOLD_CLASSIFIER_FILE)
+    clf = load_song_classifier(fold / FOLD_CLASSIFIER_FILE)
     manifest = export_fold(fold_copy, tmp_path / "model")
     assert manifest["source"]["song_classifier"] == FOLD_CLASSIFIER_FILE
     exported = load_model_folder(tmp_path / "model").classifier
@@ -120,11 +117,11 @@ def test_export_uses_the_folds_saved_classifier(fold, tmp_path):
     np.testing.assert_array_equal(exported.predict_proba(songs), clf.predict_proba(songs))
 
 
-def test_export_without_classifier_needs_refit(fold, tmp_path):
+def test_export_without_classifier_is_refused(fold, tmp_path):
     fold_copy = tmp_path / "fold"
     shutil.copytree(fold, fold_copy)
-    (fold_copy / FOLD_CLASSIFIER_FILE).unlink(missing_ok=True)
-    with pytest.raises(ModelFolderError, match="song_classifier.skops: not found.*refit"):
+    (fold_copy / FOLD_CLASSIFIER_FILE).unlink()
+    with pytest.raises(ModelFolderError, match="song_classifier.skops: not found.*stage 2"):
         export_fold(fold_copy, tmp_path / "model")
     assert not (tmp_path / "model").exists()
 
@@ -133,11 +130,10 @@ def test_export_refuses_existing_folder_and_overwrites_on_request(fold, tmp_path
     out = tmp_path / "model"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    refit = not (fold / FOLD_CLASSIFIER_FILE).is_file()
     with pytest.raises(ModelFolderError, match="already exists"):
-        export_fold(fold, out, refit=refit)
+        export_fold(fold, out)
     assert (out / "keep.txt").is_file()
-    export_fold(fold, out, refit=refit, overwrite=True)
+    export_fold(fold, out, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / MANIFEST_FILE).is_file()
     assert sorted(os.listdir(tmp_path)) == ["model"]
 
@@ -148,7 +144,7 @@ def test_export_is_atomic(fold, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_mod, "_readme", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        export_fold(fold, tmp_path / "model", refit=True)
+        export_fold(fold, tmp_path / "model")
     assert os.listdir(tmp_path) == []
 
 
@@ -162,8 +158,6 @@ def test_export_of_a_folder_that_is_not_a_fold(tmp_path):
 
 def test_export_command_prints_what_it_wrote(fold, tmp_path, capsys):
     args = [str(fold), str(tmp_path / "model")]
-    if not (fold / FOLD_CLASSIFIER_FILE).is_file():
-        args.append("--refit_song_classifier")
     assert main(args) == 0
     out = capsys.readouterr().out
     for name in (HPARAMS_FILE, WEIGHTS_FILE, CLASSIFIER_FILE, README_FILE, MANIFEST_FILE):

@@ -48,24 +48,18 @@ def test_segment_probabilities_equal_the_folds_predictions(fold_and_songs, model
 
 
 def test_song_decision_matches_the_folds_song_predictions(fold_and_songs, model_dir, model):
-    """The SVM/majority/mean decisions of a training song equal song_predictions.csv.
-
-    A fold trained before the song classifier was saved is exported with a
-    classifier refitted on rounded segment probabilities: its SVM is only close.
-    """
+    """The SVM/majority/mean decisions of a training song equal song_predictions.csv."""
     fold, songs = fold_and_songs
     manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
-    refitted = manifest["source"]["song_classifier"] == "refitted"
+    assert manifest["source"]["song_classifier"] == "song_classifier.skops"  # the fold's own classifier
     rows = read_csv_dicts(fold / "song_predictions.csv")
     for song in _train_songs(fold, songs):
         result = model.classify_file(song["path"])
         for agg in ("svm", "majority", "mean"):
             ref = next(r for r in rows if r["song_id"] == song["song_id"] and r["aggregator"] == agg)
             expected = np.array([float(ref[f"p_{c}"]) for c in model.class_names])
-            atol = 2e-2 if agg == "svm" and refitted else 1e-4
-            np.testing.assert_allclose(result.aggregations[agg]["probs"], expected, atol=atol)
-            if not (agg == "svm" and refitted):
-                assert result.aggregations[agg]["index"] == int(ref["pred"])
+            np.testing.assert_allclose(result.aggregations[agg]["probs"], expected, atol=1e-4)
+            assert result.aggregations[agg]["index"] == int(ref["pred"])
         assert result.label == model.class_names[result.index] == result.aggregations["svm"]["label"]
         np.testing.assert_array_equal(result.probs, result.aggregations["svm"]["probs"])
 
