@@ -319,18 +319,18 @@ def _install_kill_hook(spec):
 
         io_utils.atomic_write_bytes = atomic_write_bytes
     elif kind == "features":
-        from sssl_brain.dataio.features import FeatureCache
+        from sssl_brain.dataio import features
 
-        real_collect = FeatureCache._collect
+        real_map_songs = features.map_songs
         limit = int(arg)
 
-        def counted(outputs):
-            for k, item in enumerate(outputs, start=1):
+        def counted(*args, **kwargs):  # the cache build's per-song loop, killed after `limit` songs
+            for k, item in enumerate(real_map_songs(*args, **kwargs), start=1):
                 yield item
                 if k >= limit:
                     _kill_group()
 
-        FeatureCache._collect = staticmethod(lambda outputs, *a: real_collect(counted(outputs), *a))
+        features.map_songs = counted
     elif kind == "save":
         import torch
 
