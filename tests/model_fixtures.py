@@ -104,7 +104,8 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
               "n_classes": n_classes, "width_mult": width_mult, "classifier_dim": classifier_dim,
               "batch_norm": False, "dropout": 0.5, "channels_last": False, "song_theta": 0.5,
               "svm_grid_search": False, "svm_C": 1.0, "svm_gamma": "scale", "svm_C_grid": [0.1, 1, 10, 100],
-              "svm_gamma_grid": ["scale", 0.01, 0.1, 1], "method": "sssl", "fold": 0, "seed": seed, "class_names": list(class_names),
+              "svm_gamma_grid": ["scale", 0.01, 0.1, 1], "method": "sssl", "fold": 0, "seed": seed,
+              "class_names": list(class_names),
               "valence_threshold": 0.5, "arousal_threshold": 0.5}
     (folder / "fold_config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)
