@@ -35,6 +35,7 @@ from sssl_brain.inference.model_folder import (
     build_model,
     check_classifier_fits,
     hparams_from_fold_config,
+    load_weights,
     read_weights,
 )
 from sssl_brain.utils.errors import ModelFolderError, SSSLError
@@ -108,11 +109,7 @@ def _fold_model(hp, weights_path, source):
     mean = state.get("input_mean")
     hp["model"]["n_mels"] = int(mean.numel()) if mean is not None and mean.numel() > 1 else None
     model = build_model(hp, source=source)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ModelFolderError(
-            f"{weights_path}: the weights do not fit the model of {source} ({err})") from None
+    load_weights(model, state, weights_path, source)
     return model
 
 

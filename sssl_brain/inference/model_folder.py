@@ -264,12 +264,16 @@ def read_weights(path, model=None):
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise ModelFolderError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
     if model is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ModelFolderError(
-                f"{path}: the weights do not fit the model of {HPARAMS_FILE} ({err})") from None
+        load_weights(model, state, path)
     return state
+
+
+def load_weights(model, state, path, source=HPARAMS_FILE):
+    """Loads ``state`` into ``model`` (strict); weights that do not fit raise a ModelFolderError."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelFolderError(f"{path}: the weights do not fit the model of {source} ({err})") from None
 
 
 def read_hparams(path):
