@@ -11,7 +11,7 @@ wall time of every run that trained (summed over resumed runs).
 The default model is the CPU-sized VGG16 of the demo (width 1/8, classifier
 64, batch norm; ``recipes/demo/run_demo.py``), not the paper's full VGG16:
 the table says so. Get the audio as ``recipes/4q/README.md``
-describe (``get_4q.sh``).
+describes (``get_4q.sh``).
 
 Usage::
 
