@@ -6,6 +6,7 @@ generated tone, encoded once per (duration, format) and then copied byte for
 byte, so a 900-clip dataset is built in a fraction of a second.
 """
 
+import collections
 import csv
 import functools
 import importlib.util
@@ -50,6 +51,17 @@ def dataset_hparams(dataset):
         sys.path.insert(0, folder)
     with open(REPO / "recipes" / dataset / "hparams" / f"{dataset}.yaml", encoding="utf-8") as fin:
         return load_hyperpyyaml(fin)
+
+
+def class_counts(songs, target, dataset):
+    """Songs per class name, with the label thresholds of the dataset's yaml (as the recipe labels them)."""
+    from sssl_brain.dataio.labels import CLASS_NAMES, song_class
+
+    hp = dataset_hparams(dataset)
+    names = CLASS_NAMES[target]
+    got = collections.Counter(song_class(s, target, hp["valence_threshold"], hp["arousal_threshold"])
+                              for s in songs)
+    return {names[k]: v for k, v in sorted(got.items())}
 
 
 @functools.lru_cache(maxsize=None)

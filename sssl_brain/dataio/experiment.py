@@ -116,9 +116,7 @@ class Experiment:
             self.songs = debug_subset(self.songs, self.target, int(hp["debug_songs_per_class"]),
                                       self.valence_threshold, self.arousal_threshold)
             logger.info("--debug: %d songs (%d per class)", len(self.songs), int(hp["debug_songs_per_class"]))
-        self.config = FeatureConfig(sample_rate=int(hp["sample_rate"]), n_fft=int(hp["n_fft"]),
-                                    hop_length=int(hp["hop_length"]), n_mels=int(hp["n_mels"]),
-                                    ref=float(hp["mel_power_ref"]))
+        self.config = FeatureConfig.from_hparams(hp)
         self.cache = FeatureCache(hp["feature_cache"], self.config)
         paths = [s["path"] for s in self.songs]
         run_on_main(self.cache.build, kwargs={"audio_paths": paths, "n_jobs": int(hp["feature_jobs"])})

@@ -12,7 +12,13 @@ import os
 import numpy as np
 
 from sssl_brain.inference.model_folder import fold_config
-from sssl_brain.song_level.evaluate import evaluate_fold, song_level_options, write_song_level_outputs
+from sssl_brain.song_level.evaluate import (
+    PROBS_FILE,
+    SEGMENT_FILE,
+    evaluate_fold,
+    song_level_options,
+    write_song_level_outputs,
+)
 from sssl_brain.song_level.handcrafted import HandcraftedCache, HandcraftedConfig, song_vectors
 from sssl_brain.song_level.predictions import svm_song_predictions
 from sssl_brain.utils.io_utils import atomic_save_npy, atomic_write_csv, atomic_write_json
@@ -44,8 +50,8 @@ def write_fold_outputs(hp, exp, fold, segments, probs, selection=None):
         seg_rows.append(row)
     seg_cols = ["song_id", "segment", "start_s", "end_s", "split", "label", "pred"]
     seg_cols += (["truth"] if exp.has_truth else []) + [f"p_{c}" for c in names]
-    atomic_write_csv(os.path.join(folder, "segment_predictions.csv"), seg_rows, seg_cols)
-    atomic_save_npy(os.path.join(folder, "segment_probs.npy"), np.asarray(probs))
+    atomic_write_csv(os.path.join(folder, SEGMENT_FILE), seg_rows, seg_cols)
+    atomic_save_npy(os.path.join(folder, PROBS_FILE), np.asarray(probs))
     return evaluate_fold(folder, extra=fold_metrics_extra(hp, exp, fold, **(selection or {})))
 
 

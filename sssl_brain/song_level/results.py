@@ -106,8 +106,8 @@ def _score(rows, n_classes, path, truth_column="label", split="test"):
     for line, row in enumerate(rows, start=2):
         if row.get("split") != split:
             continue
-        truth = row.get(truth_column)
-        if truth is None or str(truth).strip() in ("", "-1" if truth_column == "truth" else ""):
+        truth = "" if row.get(truth_column) is None else str(row.get(truth_column)).strip()
+        if truth == "" or (truth_column == "truth" and truth == "-1"):  # -1: segment truth unknown
             continue
         y_true.append(_class_index(truth, n_classes, path, line, truth_column))
         y_pred.append(_class_index(row.get("pred"), n_classes, path, line, "pred"))

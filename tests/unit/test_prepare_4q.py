@@ -6,23 +6,26 @@ import os
 import shutil
 
 import pytest
-from prepare_fixtures import build_4q, dataset_hparams, expected_segments, load_prepare_module, read_raw, real
+from prepare_fixtures import (
+    build_4q,
+    class_counts,
+    dataset_hparams,
+    expected_segments,
+    load_prepare_module,
+    read_raw,
+    real,
+)
 
-from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.prepare import REPORT_FILE
 from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 fourq = load_prepare_module("4q")
 fourq_hp = dataset_hparams("4q")  # the thresholds and the prepare function the recipe uses
-THRESHOLDS = (fourq_hp["valence_threshold"], fourq_hp["arousal_threshold"])
 
 
 def counts(songs, target):
-    names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, *THRESHOLDS)
-                              for s in songs)
-    return {names[k]: v for k, v in sorted(got.items())}
+    return class_counts(songs, target, "4q")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import os
 import pytest
 from prepare_fixtures import (
     build_eim,
+    class_counts,
     dataset_hparams,
     expected_segments,
     load_prepare_module,
@@ -15,21 +16,16 @@ from prepare_fixtures import (
     real,
 )
 
-from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.prepare import REPORT_FILE
 from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 eim = load_prepare_module("eim")
 eim_hp = dataset_hparams("eim")  # the thresholds and the prepare function the recipe uses
-THRESHOLDS = (eim_hp["valence_threshold"], eim_hp["arousal_threshold"])
 
 
 def counts(songs, target):
-    names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, *THRESHOLDS)
-                              for s in songs)
-    return {names[k]: v for k, v in sorted(got.items())}
+    return class_counts(songs, target, "eim")
 
 
 @pytest.fixture(scope="module")

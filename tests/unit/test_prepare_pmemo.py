@@ -11,28 +11,24 @@ import pytest
 from prepare_fixtures import (
     REPO,
     build_pmemo,
+    class_counts,
     dataset_hparams,
     expected_segments,
     load_prepare_module,
     read_raw,
 )
 
-from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.prepare import OPTIONS_FILE, REPORT_FILE, SONGS_FILE
 from sssl_brain.dataio.songs import read_songs_table
 from sssl_brain.utils.errors import DataError
 
 pmemo = load_prepare_module("pmemo")
 pmemo_hp = dataset_hparams("pmemo")  # the thresholds and the prepare function the recipe uses
-THRESHOLDS = (pmemo_hp["valence_threshold"], pmemo_hp["arousal_threshold"])
 V_COL, A_COL = "Valence(mean)", "Arousal(mean)"
 
 
 def counts(songs, target):
-    names = CLASS_NAMES[target]
-    got = collections.Counter(song_class(s, target, *THRESHOLDS)
-                              for s in songs)
-    return {names[k]: v for k, v in sorted(got.items())}
+    return class_counts(songs, target, "pmemo")
 
 
 @pytest.fixture(scope="module")
