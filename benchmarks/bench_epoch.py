@@ -69,8 +69,12 @@ def make_model(name, n_classes=4):
     return VGG16(n_classes, channels_last=True, **MODELS[name])
 
 
-def raw_step_throughput(model, frames, batch_size, steps, device, precision="fp32"):
-    """Segments/s of the model alone: forward, cross-entropy, backward, Adam, on fixed random batches."""
+def raw_step_throughput(model, frames, batch_size, steps, device, precision="fp32", host_sync=False):
+    """Segments/s of the model alone: forward, cross-entropy, backward, Adam, on fixed random batches.
+
+    ``host_sync``: read the loss on the host after every step (``loss.item()``, as a training loop that
+    logs it does), which waits for the device each step.
+    """
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(batch_size, frames, 128, device=device)
@@ -83,6 +87,8 @@ def raw_step_throughput(model, frames, batch_size, steps, device, precision="fp3
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if host_sync:
+            loss.item()
 
     step()  # kernels, allocator
     sync(device)

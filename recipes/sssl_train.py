@@ -29,9 +29,11 @@ Bad options and bad data stop the run with a one-line message naming the
 option, file or row (exit status 2).
 """
 
+import functools
 import logging
 import os
 import sys
+import time
 
 import speechbrain as sb
 import torch
@@ -43,6 +45,7 @@ RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, RECIPE_DIR)
 
 from sssl_brain.dataio.dataset import segment_dataset  # noqa: E402
+from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.dataio.experiment import Experiment, check_experiment_hparams, feature_stats  # noqa: E402
 from sssl_brain.inference.model_folder import fold_config  # noqa: E402
 from sssl_brain.method.brain import SSSLBrain  # noqa: E402
@@ -87,8 +90,9 @@ def dataio_prepare(hparams, debug=False):
     The prepare step has written ``songs.csv`` (and, where the dataset has per-second truth,
     ``segment_truth.csv``) to ``prepare_folder``.
     """
-    songs_csv = os.path.join(hparams["prepare_folder"], "songs.csv")
-    truth_csv = os.path.join(hparams["prepare_folder"], "segment_truth.csv")
+    folder = hparams["feature_pack"] or hparams["prepare_folder"]  # a feature pack holds its songs table
+    songs_csv = os.path.join(folder, "songs.csv")
+    truth_csv = os.path.join(folder, "segment_truth.csv")
     return Experiment(hparams, songs_csv, truth_csv=truth_csv, debug=debug)
 
 
@@ -104,20 +108,31 @@ def train_fold(hparams, run_opts, exp):
     # --debug: debug_batches batches of every pass (training, partition, validation, prediction)
     limit = run_opts.get("debug_batches", 2) * hparams["batch_size"] if run_opts.get("debug") else None
     parts = exp.fold_segments(fold, max_per_split=limit)
-    train_data = segment_dataset(parts["train"], exp.cache)
-    valid_data = segment_dataset(parts["valid"], exp.cache) if parts["valid"] else None
+    # device_features: a fold's features on the training device, batches cut there (the same batches)
+    split_set = segment_dataset
+    if hparams["device_features"]:
+        device = run_opts.get("device") or sb.utils.distributed.infer_device()
+        split_set = functools.partial(DeviceSegments, device=device)
+    train_data = split_set(parts["train"], exp.cache)
+    valid_data = split_set(parts["valid"], exp.cache) if parts["valid"] else None
     hparams["model"].set_input_normalization(*feature_stats(exp.cache, [s["path"] for s in parts["train"]]))
 
     brain = SSSLBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
                       run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    start = time.perf_counter()
     brain.fit(hparams["epoch_counter"], train_data, valid_data,
               train_loader_kwargs=hparams["train_dataloader_opts"],
               valid_loader_kwargs=hparams["valid_dataloader_opts"])
+    if if_main_process():  # throughput of this process's epochs (not part of the compared results)
+        atomic_write_json(os.path.join(hparams["output_folder"], "timing.json"), {
+            **brain.timing, "fit_seconds": time.perf_counter() - start, "n_train": len(parts["train"]),
+            "n_valid": len(parts["valid"]), "device": str(brain.device), "precision": brain.precision,
+            "device_features": bool(hparams["device_features"])})
     selection = brain.recover_selected()  # the checkpoint chosen on validation serves everything below
 
     if if_main_process():
         every = parts["train"] + parts["valid"] + parts["test"]
-        probs = brain.predict_probs(segment_dataset(every, exp.cache))
+        probs = brain.predict_probs(split_set(every, exp.cache))
         write_fold_outputs(hparams, exp, fold, every, probs, selection=selection)
 
 
@@ -161,9 +176,12 @@ def main(argv):
     sb.create_experiment_directory(experiment_directory=hparams["experiment_folder"],
                                    hyperparams_to_save=hparams_file, overrides=overrides)
 
-    # the dataset's songs table (and segment truth where it exists), on the main process only
-    run_on_main(prepare, kwargs={"data_folder": hparams["data_folder"],
-                                 "save_folder": hparams["prepare_folder"], "skip_prep": hparams["skip_prep"]})
+    # the dataset's songs table (and segment truth where it exists), on the main process only;
+    # a feature pack brings its own
+    if not hparams["feature_pack"]:
+        run_on_main(prepare, kwargs={"data_folder": hparams["data_folder"],
+                                     "save_folder": hparams["prepare_folder"],
+                                     "skip_prep": hparams["skip_prep"]})
 
     folds = list(range(int(hparams["n_folds"]))) if hparams["folds"] is None else list(hparams["folds"])
     jobs = min(int(hparams["fold_jobs"]), len(folds))

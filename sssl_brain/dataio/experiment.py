@@ -9,6 +9,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from sssl_brain.dataio.dataset import build_segments, make_folds
 from sssl_brain.dataio.features import FeatureCache, FeatureConfig
 from sssl_brain.dataio.labels import CLASS_NAMES, check_target, song_class
+from sssl_brain.dataio.pack import PackedFeatures
 from sssl_brain.dataio.segments import segment_hop
 from sssl_brain.dataio.songs import read_segment_truth, read_songs_table
 from sssl_brain.method.brain import METHODS, check_sssl_hparams
@@ -36,6 +37,9 @@ def check_experiment_hparams(hp, run_opts=None):
     jobs = hp.get("fold_jobs", 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"fold_jobs={jobs!r}: must be a whole number >= 1")
+    if bool(hp["device_features"]) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("device_features=True: not under torchrun (DDP) (its batches are not sharded "
+                          "across ranks); use device_features: False")
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(f"fold_jobs={jobs}: does not combine with torchrun (DDP); use fold_jobs: 1")
     if int(hp["n_folds"]) < 2:
@@ -117,7 +121,13 @@ class Experiment:
                                       self.valence_threshold, self.arousal_threshold)
             logger.info("--debug: %d songs (%d per class)", len(self.songs), int(hp["debug_songs_per_class"]))
         self.config = FeatureConfig.from_hparams(hp)
-        self.cache = FeatureCache(hp["feature_cache"], self.config)
+        if hp["feature_pack"]:  # an unpacked feature pack: its features, no audio read
+            self.cache = PackedFeatures(hp["feature_pack"])
+            if self.cache.config != self.config:
+                raise ConfigError(f"feature_pack={hp['feature_pack']}: its features were computed with "
+                                  f"{self.cache.config}, the hyperparameters ask for {self.config}")
+        else:
+            self.cache = FeatureCache(hp["feature_cache"], self.config)
         paths = [s["path"] for s in self.songs]
         run_on_main(self.cache.build, kwargs={"audio_paths": paths, "n_jobs": int(hp["feature_jobs"])})
         n_frames = {p: self.cache.n_frames(p) for p in paths}

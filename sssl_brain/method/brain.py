@@ -22,6 +22,7 @@ Per training epoch after ``warmup_epochs``:
 
 import logging
 import os
+import time
 
 import numpy as np
 import speechbrain as sb
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from sssl_brain.dataio.device_segments import DeviceSegments
 from sssl_brain.method.partition import (
     FALLBACK_THRESHOLDS,
     check_fallback_thresholds,
@@ -352,15 +354,33 @@ class SSSLBrain(sb.Brain):
         self.label_share = None  # class shares of the inherited training labels (set by fit)
         self.train_dataset = None
         self.mix_generator = torch.Generator()
+        #: wall seconds of the training steps (partition pass, validation and checkpoints excluded), the
+        #: training segments they saw and the epochs this process ran; for throughput (timing.json)
+        self.timing = {"train_step_seconds": 0.0, "train_segments_seen": 0, "epochs_run": 0}
 
     # ------------------------------------------------------------ training set
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
-        """Same as ``Brain.fit``; keeps the training dataset for the partition pass."""
+        """Same as ``Brain.fit``; keeps the training dataset for the partition pass.
+
+        ``train_set`` / ``valid_set`` are segment datasets
+        (:func:`sssl_brain.dataio.dataset.segment_dataset`) or, with
+        ``device_features``, :class:`~sssl_brain.dataio.device_segments.DeviceSegments`
+        (batches cut on the device; the same batches and order).
+        """
         self.train_dataset = train_set
-        data = train_set.data
-        ids = train_set.data_ids
-        self.train_labels = np.array([data[i]["label_int"] for i in ids])
-        self.train_truth = np.array([data[i]["truth_int"] for i in ids])
+        if isinstance(train_set, DeviceSegments):
+            self.train_labels, self.train_truth = train_set.labels_np, train_set.truth_np
+            opts = dict(kwargs.pop("train_loader_kwargs", None) or {})
+            train_set = train_set.loader(opts["batch_size"], shuffle=bool(opts.get("shuffle", False)))
+            self.train_sampler = train_set.dataset.sampler  # Brain.fit sets its epoch, as make_dataloader's
+            if isinstance(valid_set, DeviceSegments):
+                opts = dict(kwargs.pop("valid_loader_kwargs", None) or {})
+                valid_set = valid_set.loader(opts["batch_size"])
+        else:
+            data = train_set.data
+            ids = train_set.data_ids
+            self.train_labels = np.array([data[i]["label_int"] for i in ids])
+            self.train_truth = np.array([data[i]["truth_int"] for i in ids])
         known = self.train_truth >= 0
         self.train_correct = (self.train_truth == self.train_labels) if known.all() and known.size else None
         k = int(self.hparams.n_classes)
@@ -389,7 +409,7 @@ class SSSLBrain(sb.Brain):
         labels = batch.label.data[:, 0].to(self.device)
         loss = F.cross_entropy(predictions.float(), labels)
         pred = predictions.detach().argmax(dim=-1)
-        self.stage_pred_counts += torch.bincount(pred.cpu(), minlength=int(self.hparams.n_classes))
+        self.stage_pred_counts += torch.bincount(pred, minlength=int(self.hparams.n_classes))  # on the device
         if stage != sb.Stage.TRAIN:
             self.stage_correct += int((pred == labels).sum())
             self.stage_count += int(labels.numel())
@@ -507,9 +527,13 @@ class SSSLBrain(sb.Brain):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         rank = torch.distributed.get_rank() if world > 1 else 0
         n = len(dataset)
-        shard = torch.utils.data.Subset(dataset, list(range(rank, n, world)))
+        positions = list(range(rank, n, world))
+        if isinstance(dataset, DeviceSegments):
+            passes = self._eval_logits(dataset, positions=positions)
+        else:
+            passes = self._eval_logits(torch.utils.data.Subset(dataset, positions))
         losses, probs, order = [], [], []
-        for batch, logits in self._eval_logits(shard):
+        for batch, logits in passes:
             labels = batch.label.data[:, 0].to(self.device)
             losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
             probs.append(torch.softmax(logits, dim=-1).cpu())
@@ -595,10 +619,22 @@ class SSSLBrain(sb.Brain):
         """Seeds the epoch, sets its learning rate and, after the warm-up, computes the partition."""
         self.stage_correct, self.stage_count = 0, 0
         self.stage_truth_correct, self.stage_truth_count = 0, 0
-        self.stage_pred_counts = torch.zeros(int(self.hparams.n_classes), dtype=torch.long)
+        k = int(self.hparams.n_classes)
+        self.stage_pred_counts = torch.zeros(k, dtype=torch.long, device=self.device)
         self.stage_song_probs = {}
         if stage != sb.Stage.TRAIN:
             return
+        self._start_train_epoch(epoch)
+        self._train_started = self._clock()  # the training steps of the epoch start now (timing.json)
+
+    def _clock(self):
+        """``time.perf_counter()`` once the device's queued work is done (timing of the training steps)."""
+        if self.device_type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _start_train_epoch(self, epoch):
+        """Seeds the epoch, sets its learning rate and, after the warm-up, computes the partition."""
         seed = int(self.hparams.seed) * 1000 + int(epoch)
         torch.manual_seed(seed)
         self.mix_generator.manual_seed(seed)
@@ -648,8 +684,11 @@ class SSSLBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the stage and saves a checkpoint at the end of each epoch."""
         if stage == sb.Stage.TRAIN:
+            self.timing["train_step_seconds"] += self._clock() - self._train_started
+            self.timing["train_segments_seen"] += len(self.train_labels)
+            self.timing["epochs_run"] += 1
             self.train_loss = stage_loss
-            counts = self.stage_pred_counts.numpy()
+            counts = self.stage_pred_counts.cpu().numpy()
             # training predictions of the plain CE epochs (unmixed inputs, train mode); SSSL epochs: the
             # partition pass of partition.csv
             self.train_pred_dist = counts / counts.sum() if counts.sum() else None
@@ -674,7 +713,7 @@ class SSSLBrain(sb.Brain):
         if self.stage_song_probs:
             hits = [int(np.argmax(total) == lab) for lab, total, _ in self.stage_song_probs.values()]
             out["song_acc"] = float(np.mean(hits))
-        counts = self.stage_pred_counts.numpy()
+        counts = self.stage_pred_counts.cpu().numpy()
         self.valid_pred_dist = counts / max(1, counts.sum())
         self.valid_collapse = self._collapsed(self.valid_pred_dist, f"epoch {epoch}, validation segments")
         return out
@@ -743,9 +782,10 @@ class SSSLBrain(sb.Brain):
         Returns
         -------
         dict
-            ``selection_metric``, ``selected_epoch`` and ``selected_value``
-            (for metrics.json; the checkpoint's folder name holds a wall-clock
-            time, so it is not recorded: the epoch identifies it).
+            ``selection_metric``, ``selected_epoch``, ``selected_value`` and, for
+            the SSSL methods, ``selected_in_warmup`` (for metrics.json; the
+            checkpoint's folder name holds a wall-clock time, so it is not
+            recorded: the epoch identifies it).
         """
         selection = self._selection()
         out = {"selection_metric": self._option("selection_metric") if selection else "last",
@@ -758,8 +798,14 @@ class SSSLBrain(sb.Brain):
             return out
         self.checkpointer.load_checkpoint(ckpt)
         value = ckpt.meta.get(selection[0]) if selection else None
-        out.update(selected_epoch=ckpt.meta.get("epoch"),
-                   selected_value=None if value is None else float(value))
+        epoch = ckpt.meta.get("epoch")
+        out.update(selected_epoch=epoch, selected_value=None if value is None else float(value))
+        if self.method != "inherit" and epoch is not None:
+            # a warm-up checkpoint is plain cross-entropy: the SSSL epochs did not reach the outputs
+            out["selected_in_warmup"] = int(epoch) <= int(self.hparams.warmup_epochs)
+            if out["selected_in_warmup"]:
+                logger.warning("%s: the selected checkpoint is warm-up epoch %s (plain cross-entropy), "
+                               "not an SSSL epoch", self.method, epoch)
         logger.info("selected checkpoint %s (epoch %s, %s = %s)", os.path.basename(str(ckpt.path)),
                     out["selected_epoch"], out["selection_metric"], out["selected_value"])
         return out
@@ -770,11 +816,17 @@ class SSSLBrain(sb.Brain):
         return getattr(self, "_no_valid", False)
 
     # ------------------------------------------------------------ inference
-    def _eval_logits(self, dataset, batch_size=None):
-        """Yields ``(batch, logits)`` over ``dataset`` in order: eval mode, no grad, no augmentation."""
-        loader = sb.dataio.dataloader.make_dataloader(
-            dataset, batch_size=int(batch_size or self.hparams.partition_batch_size),
-            shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
+    def _eval_logits(self, dataset, batch_size=None, positions=None):
+        """Yields ``(batch, logits)`` over ``dataset`` in order: eval mode, no grad, no augmentation.
+
+        ``positions`` (a :class:`DeviceSegments` only): the segments to run, in this order.
+        """
+        batch_size = int(batch_size or self.hparams.partition_batch_size)
+        if isinstance(dataset, DeviceSegments):
+            loader = dataset.loader(batch_size, positions=positions)
+        else:
+            loader = sb.dataio.dataloader.make_dataloader(
+                dataset, batch_size=batch_size, shuffle=False, collate_fn=sb.dataio.batch.PaddedBatch)
         was_training = self.modules.training
         self.modules.eval()
         try:
