@@ -537,7 +537,7 @@ class SSSLBrain(sb.Brain):
             labels = batch.label.data[:, 0].to(self.device)
             losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
             probs.append(torch.softmax(logits, dim=-1).cpu())
-            order.append(batch.index.data[:, 0])
+            order.append(batch.index.data[:, 0].cpu())
         losses = torch.cat(losses) if losses else torch.zeros(0)
         probs = torch.cat(probs) if probs else torch.zeros(0, int(self.hparams.n_classes))
         order = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
