@@ -42,6 +42,8 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 # the dataset's folder: where the link recipes/<dataset>/train.py lives (abspath keeps the link's folder)
 RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
+# the recipes folder: where this shared script itself lives (realpath follows the link)
+RECIPES_ROOT = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, RECIPE_DIR)
 
 from sssl_brain.dataio.dataset import segment_dataset  # noqa: E402
@@ -61,8 +63,48 @@ from sssl_brain.utils.io_utils import atomic_write_json  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
+def dataset_recipes(root=RECIPES_ROOT):
+    """The dataset folders of ``root``: those with a ``train.py`` and a ``hparams/<dataset>.yaml``.
+
+    Arguments
+    ---------
+    root : str
+        The recipes folder.
+
+    Returns
+    -------
+    list of str
+        The folder names, sorted.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("csv", "notes"):
+    ...     os.makedirs(os.path.join(root, name, "hparams"))
+    ...     open(os.path.join(root, name, "train.py"), "w").close()
+    >>> open(os.path.join(root, "csv", "hparams", "csv.yaml"), "w").close()
+    >>> dataset_recipes(root)
+    ['csv']
+    """
+    return sorted(name for name in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, name, "train.py"))
+                  and os.path.isfile(os.path.join(root, name, "hparams", f"{name}.yaml")))
+
+
+def _shown(path):
+    """``path`` relative to the working folder when it lies below it, else absolute (for messages)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
+
+
 def load_dataset_hparams(recipe_dir=RECIPE_DIR):
     """The dataset's yaml ``<recipe_dir>/hparams/<dataset>.yaml``: its prepare function and its defaults.
+
+    Arguments
+    ---------
+    recipe_dir : str
+        The dataset's folder, where the link ``train.py`` to this script lives.
 
     Returns
     -------
@@ -71,12 +113,25 @@ def load_dataset_hparams(recipe_dir=RECIPE_DIR):
     defaults : dict
         The other keys (``dataset``, ``valence_threshold``, ``arousal_threshold``), applied before the
         command line's overrides.
+
+    Raises
+    ------
+    ConfigError
+        When ``recipe_dir`` has no dataset yaml: the shared script was run
+        directly (or through a link outside a dataset folder); the message
+        names the dataset links to run instead.
     """
     name = os.path.basename(recipe_dir)
     path = os.path.join(recipe_dir, "hparams", f"{name}.yaml")
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: the dataset's yaml is missing (train.py links to recipes/sssl_train.py "
-                          "from a dataset folder with hparams/<dataset>.yaml)")
+        datasets = dataset_recipes()
+        example = "csv" if "csv" in datasets else (datasets or ["<dataset>"])[0]
+        rel = _shown(RECIPES_ROOT)
+        raise ConfigError(
+            f"{os.path.join(rel, 'sssl_train.py')} is shared by the dataset recipes: run it through a "
+            f"dataset's link, e.g. `python {os.path.join(rel, example, 'train.py')} hparams/vgg16_sssl.yaml "
+            f"--data_folder=...` (dataset folders: {', '.join(datasets) or 'none found'}; the link reads "
+            f"the dataset's yaml, here {_shown(path)}, which does not exist)")
     with open(path, encoding="utf-8") as fin:
         defaults = load_hyperpyyaml(fin)
     if "prepare" not in defaults:

@@ -7,12 +7,17 @@ wrong, and the truth is known.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from sssl_brain.dataio.dataset import segment_dataset
-from sssl_brain.method.brain import PartitionState
+from sssl_brain.method.brain import BRAIN_HPARAMS, PartitionState
+
+#: The recipe's yaml: the one source of the Brain's settings.
+YAML = Path(__file__).resolve().parents[1] / "hparams" / "vgg16_sssl.yaml"
 
 
 class NpyCache:
@@ -59,8 +64,32 @@ def make_noisy_segments(folder, n_songs=24, segs_per_song=10, seg_frames=8, n_me
     return segments, np.array(flipped)
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """A yaml loader that reads hyperpyyaml's tagged values (``!new``, ``!ref``, ``!apply``...) as None."""
+
+
+_PlainLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def yaml_values(path=YAML):
+    """Every top-level key of a recipe yaml with its plain value; a tagged value is None.
+
+    Reads the file without building any object or setting any seed (unlike
+    :func:`sssl_brain.utils.hparams.load_hparams`), so a test can start from
+    the yaml's settings and keep its own random state.
+    """
+    with open(path, encoding="utf-8") as fin:
+        return yaml.load(fin, Loader=_PlainLoader)
+
+
+def brain_hparams(**overrides):
+    """The yaml's values of every key the Brain reads (:data:`BRAIN_HPARAMS`), with ``overrides``."""
+    values = yaml_values()
+    return {**{key: values[key] for key in BRAIN_HPARAMS}, **overrides}
+
+
 def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0, batch_norm=True, **extra):
-    """Hyperparameters of a tiny SSSLBrain run (what the yaml gives, in Python)."""
+    """Hyperparameters of a tiny SSSLBrain run: the yaml's settings (:func:`brain_hparams`), a tiny model."""
     import speechbrain as sb
 
     from sssl_brain.lobes.vgg16 import VGG16
@@ -70,17 +99,14 @@ def tiny_hparams(folder, method="sssl", epochs=6, warmup=2, n_classes=2, seed=0,
                   batch_norm=batch_norm)
     counter = sb.utils.epoch_loop.EpochCounter(epochs)
     state = PartitionState()
-    hp = {
-        "method": method, "n_classes": n_classes, "warmup_epochs": warmup, "tau": 0.5,
-        "sharpen_temperature": 0.5, "mixup_alpha": 4.0, "rdrop_lambda": 1.0, "gmm_max_iter": 10,
-        "gmm_tol": 1e-2, "gmm_reg_covar": 5e-4, "gmm_per_class": False, "partition_batch_size": 64,
-        "seed": seed, "epoch_counter": counter, "partition_state": state, "output_folder": folder,
-        "plot_partition": True, "model": model, "partition_min_clean_frac": 0.05,
-        "partition_max_clean_frac": 0.98, "partition_min_mean_gap": 0.05, "partition_bias_tolerance": 0.25,
-        "partition_min_class_share": 0.25, "partition_min_samples": 10,
-        "checkpointer": sb.utils.checkpoints.Checkpointer(
+    # the yaml's settings; tiny runs take the paper's step (no prior penalty) and keep the last epoch
+    hp = brain_hparams(
+        method=method, n_classes=n_classes, warmup_epochs=warmup, seed=seed, epoch_counter=counter,
+        partition_batch_size=64, prior_weight=0.0, selection_metric="last", partition_state=state,
+        output_folder=folder, model=model,
+        checkpointer=sb.utils.checkpoints.Checkpointer(
             os.path.join(folder, "save"), {"model": model, "counter": counter, "partition_state": state}),
-    }
+    )
     hp.update(extra)
     return hp
 

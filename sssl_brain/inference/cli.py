@@ -3,7 +3,8 @@
 Usage::
 
     sssl-classify MODEL_DIR PATH [PATH ...] [--json [FILE]] [--csv [FILE]] [--segments_csv FILE]
-                  [--plot OUT.png] [--device cpu] [--batch_size 64] [--no_progress]
+                  [--plot OUT.png] [--max_duration SECONDS] [--device cpu] [--batch_size 64]
+                  [--no_progress]
 
 ``PATH`` is an audio file or a folder (searched recursively for files with
 the extensions of :data:`AUDIO_EXTENSIONS`). Without ``--json``/``--csv`` to
@@ -15,6 +16,13 @@ write to a file, or to standard output when given no file (or ``-``).
 ``--plot out.png`` draws the class probabilities of each segment over time
 (the paper's Figure 2) with the song's decisions in the title; with several
 files, one PNG per file named ``out_<file stem>.png``.
+
+Each file is classified whole. ``--max_duration SECONDS`` classifies only
+the first SECONDS of each file (the training cap ``max_song_duration`` of
+the model is not applied unless given here); a song it cuts is reported in
+the table (column ``used``: seconds used / seconds in the file), in the JSON
+(``used_s``, ``truncated``, ``max_duration_s``), in the CSV (``used_s``), in
+the plot's title and on standard error.
 
 A file that cannot be classified (unreadable, too short) is reported on
 standard error and skipped; the exit status is then 1. A model folder that
@@ -119,11 +127,11 @@ def plot_paths(out, files):
 
 
 def song_rows(results, class_names):
-    """One CSV row per song: file, label, n_segments, duration_s, p_<class> (SVM), majority, mean."""
+    """One CSV row per song: file, label, n_segments, duration_s, used_s, p_<class> (SVM), majority, mean."""
     rows = []
     for r in results:
         row = {"file": r.path, "label": r.label, "n_segments": r.n_segments,
-               "duration_s": round(r.duration, 3)}
+               "duration_s": round(r.duration, 3), "used_s": round(r.used_duration, 3)}
         row.update({f"p_{c}": round(float(p), 6) for c, p in zip(class_names, r.probs)})
         row.update(majority=r.aggregations["majority"]["label"], mean=r.aggregations["mean"]["label"])
         rows.append(row)
@@ -136,10 +144,10 @@ def song_columns(class_names):
     Example
     -------
     >>> song_columns(["low", "high"])
-    ['file', 'label', 'n_segments', 'duration_s', 'p_low', 'p_high', 'majority', 'mean']
+    ['file', 'label', 'n_segments', 'duration_s', 'used_s', 'p_low', 'p_high', 'majority', 'mean']
     """
     probs = [f"p_{c}" for c in class_names]
-    return ["file", "label", "n_segments", "duration_s"] + probs + ["majority", "mean"]
+    return ["file", "label", "n_segments", "duration_s", "used_s"] + probs + ["majority", "mean"]
 
 
 def segment_rows(results, class_names):
@@ -168,7 +176,9 @@ def format_table(results, class_names):
     ``label`` is the song's decision (the SVM over the Eq. 10 statistics);
     ``majority`` (majority vote of the segment decisions) and ``mean``
     (argmax of the mean segment probability) are the two baselines, as in
-    the plot's title; ``p_<class>`` are the SVM's probabilities.
+    the plot's title; ``p_<class>`` are the SVM's probabilities. When a song
+    was truncated (``max_duration``), a last column ``used`` gives the seconds
+    used of the seconds in the file (``-`` for a song used whole).
 
     Example
     -------
@@ -180,12 +190,20 @@ def format_table(results, class_names):
     >>> print(format_table([r], ["low", "high"]))
     file   label  majority  mean  p_low  p_high  segments
     a.wav  high   low       high  0.250   0.750         3
+    >>> r.duration, r.max_duration = 163.2, 20.0
+    >>> print(format_table([r], ["low", "high"]))
+    file   label  majority  mean  p_low  p_high  segments  used
+    a.wav  high   low       high  0.250   0.750         3  20.0 s / 163.2 s
     """
     header = ["file", "label", "majority", "mean"] + [f"p_{c}" for c in class_names] + ["segments"]
     body = [[r.path, r.label, r.aggregations["majority"]["label"], r.aggregations["mean"]["label"]]
             + [f"{p:.3f}" for p in r.probs] + [str(r.n_segments)] for r in results]
+    if any(r.truncated for r in results):
+        header.append("used")
+        for row, r in zip(body, results):
+            row.append(f"{r.used_duration:.1f} s / {r.duration:.1f} s" if r.truncated else "-")
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-    right = set(range(4, len(header)))
+    right = set(range(4, 4 + len(class_names) + 1))
 
     def fmt(row):
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -219,6 +237,9 @@ def build_parser():
                         help="write one row per segment as CSV to FILE (or - for stdout)")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="plot segment probabilities over time (one PNG per file when several)")
+    parser.add_argument("--max_duration", "--max-duration", type=float, default=None, metavar="SECONDS",
+                        help="classify only the first SECONDS of each file; a song it cuts is reported "
+                             "as truncated (default: the whole file)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda:0 (default: cuda:0 if available, else cpu)")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=64,
@@ -237,6 +258,8 @@ def main(argv=None):
         parser.error(f"only one of {', '.join(to_stdout)} can write to standard output")
     if args.batch_size < 1:
         parser.error(f"--batch_size={args.batch_size}: must be >= 1")
+    if args.max_duration is not None and not args.max_duration > 0:
+        parser.error(f"--max_duration={args.max_duration:g}: must be > 0 seconds")
 
     # torch and speechbrain are slow to import: only after the arguments are checked
     from sssl_brain.inference.recognizer import EmotionRecognizer, plot_segment_probabilities
@@ -244,7 +267,7 @@ def main(argv=None):
     try:
         run_opts = {"device": args.device} if args.device else None
         model = EmotionRecognizer.from_hparams(source=args.model_dir, run_opts=run_opts,
-                                               batch_size=args.batch_size)
+                                               batch_size=args.batch_size, max_duration=args.max_duration)
     except SSSLError as err:
         print(f"sssl-classify: cannot load the model: {err}", file=sys.stderr)
         return 2
@@ -260,6 +283,9 @@ def main(argv=None):
     for path in bar:
         try:
             result = model.classify_file(path)
+            if result.truncated:
+                tqdm.write(f"sssl-classify: {path}: truncated, {result.usage_note()} "
+                           f"(--max_duration {args.max_duration:g})", file=sys.stderr)
             if path in plots:
                 os.makedirs(os.path.dirname(os.path.abspath(plots[path])), exist_ok=True)
                 plot_segment_probabilities(result, plots[path])

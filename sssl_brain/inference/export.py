@@ -135,6 +135,9 @@ def _readme(hp, files, fold_dir, checkpoint, metrics):
         "print(result.label, result.probs)",
         "```",
         "",
+        "A song is classified whole; `--max_duration SECONDS` (`max_duration=` in Python) uses only its",
+        "first SECONDS, and a song it cuts is reported as truncated.",
+        "",
         "Loading needs neither the training data nor network access and runs no code from this folder:",
         "settings are plain YAML (`yaml.safe_load`), weights are read with `torch.load(weights_only=True)`,",
         "the song classifier with skops and an explicit type allowlist; every file is checked against",
@@ -145,7 +148,8 @@ def _readme(hp, files, fold_dir, checkpoint, metrics):
         f"- target: {hp['target']}; classes: {names}",
         f"- segments: {seg['seg_dur']:g} s, "
         + ("hop 1 s" if seg["seg_overlap"] is None else f"overlap {seg['seg_overlap']:g} s")
-        + ("" if seg["max_song_duration"] is None else f", first {seg['max_song_duration']:g} s of a song"),
+        + ("" if seg["max_song_duration"] is None
+           else f"; trained on the first {seg['max_song_duration']:g} s of each song"),
         f"- features: {feat['n_mels']}-bin log-mel, {feat['window']} window {feat['n_fft']}, hop "
         f"{feat['hop_length']}, {feat['sample_rate']} Hz, dB re {feat['ref']}",
         f"- model: VGG16, width x{model['width_mult']:g}, classifier {model['classifier_dim']}, "

@@ -12,11 +12,18 @@ A song goes through exactly what training did: audio read as mono at the
 model's sample rate (:func:`sssl_brain.dataio.audio.load_audio`), log-mel features
 of the whole song (:func:`sssl_brain.dataio.features.log_mel`), segments cut and
 sliced from the song's frames by :func:`sssl_brain.dataio.segments.song_segments`
-(the rule of :func:`sssl_brain.dataio.dataset.build_segments`), the VGG16 over the segments
+(the rule of :func:`sssl_brain.dataio.dataset.build_segments`) over the whole
+file, the VGG16 over the segments
 (eval mode, ``torch.inference_mode``, in chunks of ``batch_size`` segments so
 a long file never builds its whole batch at once), then the song decision:
 the SVM over the Eq. 10 statistics of the segment probabilities, plus the
 majority vote and mean-probability baselines.
+
+A song is classified whole: the cap on the seconds of a song used in training
+(``max_song_duration``, recorded in the model folder) does not apply. A cap
+at inference is the explicit option ``max_duration`` of
+:class:`EmotionRecognizer` (``sssl-classify --max_duration SECONDS``), and a
+song it cuts says so (:attr:`SongResult.truncated`, ``used_s``).
 
 Example
 -------
@@ -80,6 +87,9 @@ class SongResult:
         Segment class probabilities, shape (S, K).
     duration : float
         Duration of the audio in seconds.
+    max_duration : float or None
+        The cap on the seconds used (:class:`EmotionRecognizer`'s
+        ``max_duration``); None: the whole file.
     """
 
     path: str
@@ -92,11 +102,36 @@ class SongResult:
     segment_ends: np.ndarray
     segment_probs: np.ndarray
     duration: float
+    max_duration: float = None
 
     @property
     def n_segments(self):
         """Number of segments."""
         return int(self.segment_probs.shape[0])
+
+    @property
+    def used_duration(self):
+        """Seconds of the audio the segments were cut from: the whole duration, or the cap when shorter."""
+        if self.max_duration is None:
+            return float(self.duration)
+        return min(float(self.duration), float(self.max_duration))
+
+    @property
+    def truncated(self):
+        """True when ``max_duration`` cut the song: only its first :attr:`used_duration` seconds were used."""
+        return self.used_duration < float(self.duration)
+
+    def usage_note(self):
+        """``"used 20.0 s of 163.2 s"`` for a truncated song, else an empty string.
+
+        Example
+        -------
+        >>> r = SongResult("a.wav", "high", 1, np.array([0.25, 0.75]), ["low", "high"], {},
+        ...                np.zeros(3), np.ones(3), np.zeros((3, 2)), 163.23, max_duration=20)
+        >>> r.truncated, r.usage_note()
+        (True, 'used 20.0 s of 163.2 s')
+        """
+        return f"used {self.used_duration:.1f} s of {self.duration:.1f} s" if self.truncated else ""
 
     def to_dict(self, segments=True):
         """Plain types for JSON: file, label (SVM), majority and mean decisions, probabilities, segments.
@@ -104,6 +139,8 @@ class SongResult:
         ``label`` is the SVM's decision, ``majority`` and ``mean`` those of the
         majority vote and of the mean segment probability (as in the plot's
         title); ``aggregations`` holds each one's index and probabilities.
+        ``used_s`` are the seconds the segments were cut from, ``truncated``
+        says whether ``max_duration`` cut the song short of ``duration_s``.
         """
         names = list(self.class_names)
 
@@ -122,6 +159,9 @@ class SongResult:
                 for k, v in self.aggregations.items()},
             "n_segments": self.n_segments,
             "duration_s": round(float(self.duration), 6),
+            "used_s": round(self.used_duration, 6),
+            "truncated": self.truncated,
+            "max_duration_s": None if self.max_duration is None else float(self.max_duration),
         }
         if segments:
             out["segments"] = [{"start_s": float(s), "end_s": float(e), "probs": per_class(p)}
@@ -158,18 +198,26 @@ class EmotionRecognizer(Pretrained):
         Run the convolutions in the channels-last memory format (default: on
         the CPU, where it measured 1.4-3.6x faster for this model on a 2-core
         machine, ``benchmarks/bench_inference.py``; same results to float rounding).
+    max_duration : float, optional
+        Classify only the first ``max_duration`` seconds of each song; a song
+        it cuts is reported as truncated (:attr:`SongResult.truncated`).
+        Default: None, the whole file. The training cap of the model
+        (``hparams["segments"]["max_song_duration"]``, kept as
+        :attr:`training_max_duration`) is not applied unless passed here.
     """
 
     MODULES_NEEDED = ["model"]
     HPARAMS_NEEDED = ["class_names", "features", "segments", "model", "song_level"]
 
     def __init__(self, modules=None, hparams=None, run_opts=None, freeze_params=True, song_classifier=None,
-                 source=None, batch_size=64, channels_last=None):
+                 source=None, batch_size=64, channels_last=None, max_duration=None):
         super().__init__(modules=modules, hparams=hparams, run_opts=run_opts, freeze_params=freeze_params)
         if song_classifier is None:
             raise ModelFolderError("EmotionRecognizer needs a song classifier; build it with from_hparams()")
         if int(batch_size) < 1:
             raise DataError(f"batch_size={batch_size!r}: must be >= 1")
+        if max_duration is not None and not float(max_duration) > 0:
+            raise DataError(f"max_duration={max_duration!r}: must be > 0 seconds (None: the whole file)")
         self.song_classifier = song_classifier
         self.source = source
         self.batch_size = int(batch_size)
@@ -178,7 +226,10 @@ class EmotionRecognizer(Pretrained):
         seg = hparams["segments"]
         self.seg_dur = float(seg["seg_dur"])
         self.seg_overlap = None if seg.get("seg_overlap") is None else float(seg["seg_overlap"])
-        self.max_duration = None if seg.get("max_song_duration") is None else float(seg["max_song_duration"])
+        #: the seconds of a song used in training (information only: inference uses ``max_duration``)
+        self.training_max_duration = (None if seg.get("max_song_duration") is None
+                                      else float(seg["max_song_duration"]))
+        self.max_duration = None if max_duration is None else float(max_duration)
         self.n_seg_frames = frames_per_segment(self.seg_dur, self.feature_config.sample_rate,
                                                self.feature_config.hop_length)
         self.channels_last = (self.device_type == "cpu") if channels_last is None else bool(channels_last)
@@ -202,7 +253,8 @@ class EmotionRecognizer(Pretrained):
         run_opts : dict, optional
             SpeechBrain run options, e.g. ``{"device": "cpu"}``.
         **kwargs
-            ``batch_size``, ``channels_last``, ``freeze_params``.
+            ``batch_size``, ``channels_last``, ``freeze_params``, ``max_duration``
+            (default: None, classify the whole file).
 
         Returns
         -------
@@ -364,7 +416,8 @@ class EmotionRecognizer(Pretrained):
         svm = decisions["svm"]
         return SongResult(path=name, label=svm["label"], index=svm["index"], probs=svm["probs"],
                           class_names=list(self.class_names), aggregations=decisions, segment_starts=starts,
-                          segment_ends=ends, segment_probs=probs, duration=float(duration))
+                          segment_ends=ends, segment_probs=probs, duration=float(duration),
+                          max_duration=self.max_duration)
 
     def classify_file(self, path):
         """Classifies one audio file (MP3, WAV, FLAC, OGG; mono or stereo; any sample rate).
@@ -378,7 +431,9 @@ class EmotionRecognizer(Pretrained):
         -------
         SongResult
             The song's label and SVM probabilities, the majority and mean
-            aggregations, and every segment's start/end time and probabilities.
+            aggregations, and every segment's start/end time and probabilities;
+            the whole file, or its first ``max_duration`` seconds (then
+            ``truncated`` says whether that cut the song).
 
         Raises
         ------
@@ -439,11 +494,44 @@ class EmotionRecognizer(Pretrained):
         return self.classify_batch(wavs, wav_lens)
 
 
+def plot_title(result):
+    """The default title of :func:`plot_segment_probabilities`: the song's decisions, and any truncation.
+
+    Arguments
+    ---------
+    result : SongResult
+        A classified song.
+
+    Returns
+    -------
+    str
+        The file name, the SVM's label and probability, the majority and
+        mean decisions; for a song cut by ``max_duration``, a second line
+        with the seconds used of the seconds in the file.
+
+    Example
+    -------
+    >>> agg = {"majority": {"label": "low"}, "mean": {"label": "high"}}
+    >>> r = SongResult("songs/a.wav", "high", 1, np.array([0.25, 0.75]), ["low", "high"], agg,
+    ...                np.zeros(3), np.ones(3), np.zeros((3, 2)), 163.2, max_duration=20.0)
+    >>> print(plot_title(r))
+    a.wav: high (SVM p=0.75); majority low, mean high
+    [truncated: used 20.0 s of 163.2 s (max_duration 20 s)]
+    """
+    agg = result.aggregations
+    title = (f"{os.path.basename(result.path)}: {result.label} (SVM p={result.probs[result.index]:.2f}); "
+             f"majority {agg['majority']['label']}, mean {agg['mean']['label']}")
+    if result.truncated:
+        title += f"\n[truncated: {result.usage_note()} (max_duration {result.max_duration:g} s)]"
+    return title
+
+
 def plot_segment_probabilities(result, path, title=None):
     """The paper's Figure 2 for one song: class probabilities of each segment over time.
 
     One line per class (segment probability at the segment's centre, the
-    segment span shaded lightly), the song's decision in the title.
+    segment span shaded lightly), the song's decision in the title, and,
+    for a song cut by ``max_duration``, the seconds used of the file's.
 
     Arguments
     ---------
@@ -452,7 +540,8 @@ def plot_segment_probabilities(result, path, title=None):
     path : str
         PNG file to write (atomically).
     title : str, optional
-        Default: the file name and the SVM, majority and mean decisions.
+        Default: :func:`plot_title` (the file name, the decisions, and the
+        seconds used of the file's when the song was truncated).
 
     Returns
     -------
@@ -481,11 +570,7 @@ def plot_segment_probabilities(result, path, title=None):
     ax.set_ylabel("segment class probability")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
-    agg = result.aggregations
-    if title is None:
-        title = (f"{os.path.basename(result.path)}: {result.label} (SVM p={result.probs[result.index]:.2f}); "
-                 f"majority {agg['majority']['label']}, mean {agg['mean']['label']}")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(plot_title(result) if title is None else title, fontsize="medium")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -84,10 +84,19 @@ AFTER_WARMUP_HPARAMS = (
     "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
     "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs",
 )
-#: Values of the optional SSSL settings when the hyperparameters lack them (the paper's step).
-OPTION_DEFAULTS = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step",
-                   "rdrop_reduction": "unlabeled", "unlabeled_targets": "guess", "selection_metric": "last",
-                   "collapse_margin": 0.25}
+#: Every key the Brain reads from its hyperparameters. Each one is set in ``hparams/vgg16_sssl.yaml``,
+#: the one source of their values: a missing key is a ConfigError naming it (:func:`check_sssl_hparams`),
+#: never a value from the code.
+BRAIN_HPARAMS = (
+    "method", "n_classes", "seed", "warmup_epochs", "epoch_counter", "tau", "sharpen_temperature",
+    "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
+    *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
+    "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
+    "collapse_margin", "selection_metric",
+)
+#: The optional objects the Brain uses when they are given (see :class:`SSSLBrain`).
+OPTIONAL_BRAIN_HPARAMS = ("partition_state", "train_logger", "output_folder", "lr_annealing",
+                          "warmup_snapshot", "warmup_key", "train_log")
 
 
 def check_sssl_hparams(hparams, run_opts=None, environ=None):
@@ -106,8 +115,12 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
     Raises
     ------
     ConfigError
-        Naming the first wrong option.
+        Naming the missing keys of :data:`BRAIN_HPARAMS`, or the first wrong option.
     """
+    missing = [key for key in BRAIN_HPARAMS if key not in hparams]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing from the hyperparameters "
+                          f"(see hparams/vgg16_sssl.yaml)")
     method = hparams["method"]
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: choose one of {', '.join(METHODS)}")
@@ -121,16 +134,15 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:
         raise ConfigError(f"warmup_epochs={hparams['warmup_epochs']!r}: must be >= 0")
-    option = {**OPTION_DEFAULTS, **{k: hparams[k] for k in OPTION_DEFAULTS if k in hparams}}
-    if float(option["prior_weight"]) < 0:
+    if float(hparams["prior_weight"]) < 0:
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
     choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES), ("rdrop_reduction", RDROP_REDUCTIONS),
                ("unlabeled_targets", UNLABELED_TARGETS),
                ("selection_metric", tuple(SELECTION_METRICS)))
     for key, allowed in choices:
-        if option[key] not in allowed:
+        if hparams[key] not in allowed:
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
-    if not 0.0 <= float(option["collapse_margin"]) <= 1.0:
+    if not 0.0 <= float(hparams["collapse_margin"]) <= 1.0:
         raise ConfigError(f"collapse_margin={hparams['collapse_margin']!r}: must be in [0, 1]")
     check_fallback_thresholds(**partition_fallback_options(hparams), prefix="partition_")
     check_distributed_batch_norm(hparams, run_opts, environ)
@@ -330,13 +342,28 @@ class PartitionState:
 class SSSLBrain(sb.Brain):
     """SpeechBrain Brain for SSSL stage 1 (see the module docstring).
 
-    Expects in ``hparams``: ``method``, ``n_classes``, ``warmup_epochs``,
-    ``tau``, ``sharpen_temperature``, ``mixup_alpha``, ``rdrop_lambda``,
-    ``gmm_max_iter``, ``gmm_tol``, ``gmm_reg_covar``, ``gmm_per_class``,
-    the fallback thresholds ``partition_<name>`` for each name of
+    Requires in ``hparams`` every key of :data:`BRAIN_HPARAMS` (``method``,
+    ``n_classes``, ``warmup_epochs``, ``tau``, ``sharpen_temperature``,
+    ``mixup_alpha``, ``rdrop_lambda``, the ``gmm_*`` settings, the fallback
+    thresholds ``partition_<name>`` for each name of
     :data:`sssl_brain.method.partition.FALLBACK_THRESHOLDS`,
-    ``partition_batch_size``, ``seed``, ``epoch_counter``; optional
-    ``partition_state``, ``train_logger``, ``output_folder``.
+    ``partition_batch_size``, ``plot_partition``, ``prior_weight``,
+    ``refine_labels``, ``pseudo_labels``, ``rdrop_reduction``,
+    ``unlabeled_targets``, ``collapse_margin``, ``selection_metric``, ``seed``,
+    ``epoch_counter``), with the values of ``hparams/vgg16_sssl.yaml``: the code
+    has no defaults, and a missing key is a ConfigError naming it at
+    construction. Optional objects (:data:`OPTIONAL_BRAIN_HPARAMS`), each
+    used only when given:
+
+    - ``partition_state``: the checkpointed :class:`PartitionState` (default: a new one);
+    - ``train_logger``: SpeechBrain's train logger (default: no log file);
+    - ``output_folder``: where ``partition.csv``, ``epoch_stats.csv`` and the
+      partition plots go (default: none written);
+    - ``lr_annealing``: the per-epoch learning-rate schedule (default: the
+      optimiser's rate throughout);
+    - ``warmup_snapshot``, ``warmup_key`` and ``train_log``: set by
+      :func:`sssl_brain.method.warmup.share_warmup` (default: no snapshot of the warm-up).
+
     The model module is ``modules["model"]`` with ``trunk``/``head`` methods.
     """
 
@@ -424,10 +451,6 @@ class SSSLBrain(sb.Brain):
                 entry[2] += 1
         return loss
 
-    def _option(self, name):
-        """An optional SSSL setting (:data:`OPTION_DEFAULTS` where the hyperparameters lack it)."""
-        return getattr(self.hparams, name, OPTION_DEFAULTS[name])
-
     def sssl_objective(self, batch):
         """Loss of Eq. 9 (plus the optional class-prior term) for one batch, with its parts.
 
@@ -455,13 +478,13 @@ class SSSLBrain(sb.Brain):
         n_u = int(noisy.sum())
         targets = F.one_hot(labels, int(hp.n_classes)).float()
         epoch_probs = self.epoch_probs[index] if self.epoch_probs is not None else None
-        if self._option("refine_labels") and epoch_probs is not None:
+        if self.hparams.refine_labels and epoch_probs is not None:
             refined = sharpen(refine_labels(targets, epoch_probs, self.clean_prob[index]), temperature)
             targets = torch.where(noisy.unsqueeze(-1), targets, refined)
         delta, perm = mixup_weights(feats.shape[0], float(hp.mixup_alpha), self.mix_generator, feats.device)
         mixed_x = mix_pairs(feats, delta, perm)  # Eq. 6; the targets are mixed below, once U has its guesses
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
-        source = self._option("pseudo_labels")
+        source = self.hparams.pseudo_labels
         if epoch_probs is None:
             source = "step"
         l_kl = None
@@ -473,19 +496,19 @@ class SSSLBrain(sb.Brain):
             logits, step_probs = out["logits"], out["u_probs"]
             if lam > 0:
                 l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())
-                if self._option("rdrop_reduction") == "batch":
+                if self.hparams.rdrop_reduction == "batch":
                     l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
         if n_u:
             guess = {"step": lambda: step_probs, "epoch": lambda: epoch_probs[noisy],
                      "co_guess": lambda: co_guess(step_probs, epoch_probs[noisy])}[source]()
-            if self._option("unlabeled_targets") == "refined":
+            if self.hparams.unlabeled_targets == "refined":
                 guess = refine_labels(targets[noisy], guess, self.clean_prob[index][noisy])
             targets = replace_unlabeled_targets(targets, noisy, sharpen(guess, temperature))  # Eq. 4-5
         if l_kl is None:
             l_kl = logits.new_zeros(())
         mixed_targets = mix_pairs(targets, delta, perm)  # Eq. 7
         l_mix = soft_cross_entropy(logits.float(), mixed_targets)
-        prior_weight = float(self._option("prior_weight"))
+        prior_weight = float(self.hparams.prior_weight)
         l_prior = logits.new_zeros(())
         if prior_weight > 0:
             l_prior = class_prior_penalty(logits.float(), self.class_prior)
@@ -608,7 +631,7 @@ class SSSLBrain(sb.Brain):
         folder = getattr(self.hparams, "output_folder", None)
         if folder and if_main_process():
             atomic_write_csv(os.path.join(folder, "partition.csv"), self.state.history, PARTITION_COLUMNS)
-            if getattr(self.hparams, "plot_partition", True):
+            if self.hparams.plot_partition:
                 from sssl_brain.utils.plots import plot_partition_histogram
 
                 path = os.path.join(folder, "partition_plots", f"epoch_{epoch:03d}.png")
@@ -669,7 +692,7 @@ class SSSLBrain(sb.Brain):
 
     def _collapsed(self, dist, where):
         """True (and a logged warning) when one class takes far more predictions than its label share."""
-        margin = float(self._option("collapse_margin"))
+        margin = float(self.hparams.collapse_margin)
         if self.label_share is None:
             return False
         excess = np.asarray(dist) - self.label_share
@@ -767,7 +790,7 @@ class SSSLBrain(sb.Brain):
     def _selection(self, meta=None):
         """(meta key, ``max``/``min``) of ``selection_metric``; None for ``last``, without validation
         or when ``meta`` lacks the key."""
-        key, direction = SELECTION_METRICS[self._option("selection_metric")]
+        key, direction = SELECTION_METRICS[self.hparams.selection_metric]
         if direction is None or self.valid_is_absent or (meta is not None and key not in meta):
             return None
         return key, direction
@@ -788,7 +811,7 @@ class SSSLBrain(sb.Brain):
             recorded: the epoch identifies it).
         """
         selection = self._selection()
-        out = {"selection_metric": self._option("selection_metric") if selection else "last",
+        out = {"selection_metric": self.hparams.selection_metric if selection else "last",
                "selected_epoch": None, "selected_value": None}
         if self.checkpointer is None:
             return out

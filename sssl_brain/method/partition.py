@@ -215,7 +215,39 @@ class PartitionResult:
 
 
 def _fit_gmm(x, seed, max_iter, tol, reg_covar):
-    """Fits the mixture; returns (posterior of the low-mean component, GMMParams)."""
+    """Eq. 3: the 2-component Gaussian mixture of the losses and each sample's clean posterior w_i.
+
+    Fits the mixture with EM (scikit-learn ``GaussianMixture``,
+    ``random_state=seed``) to the losses, already normalised to [0, 1]
+    (:func:`sssl_brain.method.sssl.normalize_losses`), and returns the
+    posterior of the component with the smaller mean. :func:`partition_segments`
+    calls it (globally, or once per class) and handles the edge cases around it.
+
+    Arguments
+    ---------
+    x : numpy.ndarray
+        Normalised per-sample losses, shape (N,), finite, at least 2 distinct values.
+    seed : int
+        Random state of the mixture's initialisation.
+    max_iter, tol, reg_covar
+        EM settings (the yaml's ``gmm_*``, DivideMix's 10, 1e-2, 5e-4).
+
+    Returns
+    -------
+    w : numpy.ndarray
+        Posterior of the low-loss ("clean") component, shape (N,).
+    params : GMMParams
+        The weights, means and variances of the two components, by ascending mean.
+
+    Example
+    -------
+    >>> losses = np.array([0.0, 0.05, 0.1, 0.9, 0.95, 1.0])
+    >>> w, params = _fit_gmm(losses, seed=0, max_iter=10, tol=1e-2, reg_covar=5e-4)
+    >>> (w > 0.5).tolist()
+    [True, True, True, False, False, False]
+    >>> [round(float(m), 2) for m in params.means]
+    [0.05, 0.95]
+    """
     gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=seed)
     data = np.asarray(x, dtype=np.float64).reshape(-1, 1)
     with warnings.catch_warnings():
@@ -231,55 +263,6 @@ def _fit_gmm(x, seed, max_iter, tol, reg_covar):
         variances=gmm.covariances_.reshape(-1)[order].copy(),
     )
     return post, params
-
-
-def fit_clean_posterior(losses, seed=0, max_iter=10, tol=1e-2, reg_covar=5e-4):
-    """Clean posterior w_i of each sample from a 2-component Gaussian mixture (Eq. 3).
-
-    Fits a 2-component GMM with EM (scikit-learn, ``random_state=seed``) to
-    the losses, which are expected already normalised to [0, 1] (see
-    :func:`sssl_brain.method.sssl.normalize_losses`), and returns the posterior of
-    the component with the smaller mean. No fallback here: use
-    :func:`partition_segments` for the edge cases.
-
-    Arguments
-    ---------
-    losses : array-like
-        Normalised per-sample losses, shape (N,), N >= 2, at least 2 distinct values.
-    seed : int
-        Random state of the mixture's initialisation.
-    max_iter, tol, reg_covar
-        EM settings (DivideMix defaults: 10, 1e-2, 5e-4).
-
-    Returns
-    -------
-    w : numpy.ndarray
-        Posterior of the low-loss ("clean") component, shape (N,).
-    means : tuple of float
-        The two component means, ascending.
-
-    Raises
-    ------
-    DataError
-        If the losses are not 1-D and finite, or too few / all equal.
-
-    Example
-    -------
-    >>> losses = np.array([0.0, 0.05, 0.1, 0.9, 0.95, 1.0])
-    >>> w, means = fit_clean_posterior(losses)
-    >>> (w > 0.5).tolist()
-    [True, True, True, False, False, False]
-    >>> [round(m, 2) for m in means]
-    [0.05, 0.95]
-    """
-    x = _check_losses(losses)
-    if x.size < 2 or np.unique(x).size < 2:
-        raise DataError(
-            f"fit_clean_posterior: need at least 2 distinct loss values to fit a 2-component mixture "
-            f"(got {x.size} losses, {np.unique(x).size} distinct)"
-        )
-    post, params = _fit_gmm(x, seed, max_iter, tol, reg_covar)
-    return post, (float(params.means[0]), float(params.means[1]))
 
 
 def _check_losses(losses):

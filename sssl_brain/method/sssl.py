@@ -12,7 +12,8 @@ docs/method.md, "Stage 1: SSSLBrain"):
 - :func:`mixup_weights`: delta ~ Beta(alpha, alpha), max(delta, 1 - delta),
   and the permutation that pairs the samples (Eq. 6-7);
 - :func:`mix_pairs`: one mixup combination, for the inputs (Eq. 6) and the
-  targets (Eq. 7) alike; :func:`mixup` does both for a batch;
+  targets (Eq. 7) alike (``SSSLBrain.sssl_objective`` mixes the inputs, then
+  the targets once U has its pseudo-labels);
 - :func:`soft_cross_entropy`: L_MIX, the loss on the mixed batch;
 - :func:`symmetric_kl`: L_KL, the R-Drop consistency loss (Eq. 8);
 - :func:`sssl_loss`: the total loss (Eq. 9).
@@ -261,54 +262,6 @@ def mix_pairs(values, delta, perm):
     if delta == 1.0:
         return values.clone()
     return delta * values + (1.0 - delta) * values[perm.to(values.device)]
-
-
-def mixup(inputs, targets, alpha, generator=None):
-    """Mixup of a batch with a random permutation of itself (Eq. 6-7).
-
-    :func:`mixup_weights` draws ``delta`` and ``perm``, then
-    ``x' = delta * x + (1 - delta) * x[perm]`` and
-    ``t' = delta * t + (1 - delta) * t[perm]`` (:func:`mix_pairs`).
-    ``alpha <= 0`` disables mixing (delta = 1, perm = identity, copies of
-    the inputs and targets).
-
-    Arguments
-    ---------
-    inputs : torch.Tensor
-        Batch of inputs, shape (B, ...).
-    targets : torch.Tensor
-        Soft targets (one-hot or pseudo-labels), floating point, shape (B, K).
-    alpha : float
-        Beta distribution parameter (DivideMix: 4).
-    generator : torch.Generator, optional
-        Source of randomness.
-
-    Returns
-    -------
-    mixed_inputs : torch.Tensor
-    mixed_targets : torch.Tensor
-    delta : float
-        The mixing weight of the original samples, in [0.5, 1].
-    perm : torch.Tensor
-        The permutation (long, on the inputs' device).
-
-    Example
-    -------
-    >>> g = torch.Generator().manual_seed(0)
-    >>> x = torch.tensor([[0.0], [1.0]])
-    >>> t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    >>> mx, mt, delta, perm = mixup(x, t, alpha=4.0, generator=g)
-    >>> 0.5 <= delta <= 1.0, mx.shape, bool(torch.allclose(mt.sum(1), torch.ones(2)))
-    (True, torch.Size([2, 1]), True)
-    >>> mixup(x, t, alpha=0.0)[2]
-    1.0
-    """
-    if inputs.shape[0] != targets.shape[0]:
-        raise DataError(f"mixup: inputs have {inputs.shape[0]} samples but targets have {targets.shape[0]}")
-    if not torch.is_floating_point(targets):
-        raise DataError("mixup: targets must be soft (floating point, shape (B, K)), e.g. one-hot")
-    delta, perm = mixup_weights(inputs.shape[0], alpha, generator, device=inputs.device)
-    return mix_pairs(inputs, delta, perm), mix_pairs(targets, delta, perm), delta, perm
 
 
 def soft_cross_entropy(logits, soft_targets):

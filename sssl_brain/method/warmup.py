@@ -74,7 +74,7 @@ def share_warmup(hp, run_opts=None):
     fold wrote with the same :func:`warmup_key`: the results are those of a
     run from scratch, without training the warm-up twice.
     """
-    if not hp.get("share_warmup") or int(hp["warmup_epochs"]) <= 0:
+    if not hp["share_warmup"] or int(hp["warmup_epochs"]) <= 0:
         return False
     # the thread count and the device change the floating-point results, so they are part of the key
     key = {**warmup_key(hp), "torch_threads": torch.get_num_threads(),

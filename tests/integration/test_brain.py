@@ -2,13 +2,14 @@
 
 import csv
 import os
+import types
 
 import numpy as np
 import pytest
 import torch
-from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams
+from synthetic import brain_hparams, datasets, make_brain, make_noisy_segments, tiny_hparams
 
-from sssl_brain.method.brain import SSSLForward, check_sssl_hparams
+from sssl_brain.method.brain import BRAIN_HPARAMS, OPTIONAL_BRAIN_HPARAMS, SSSLForward, check_sssl_hparams
 from sssl_brain.method.partition import PartitionResult, partition_segments
 from sssl_brain.method.sssl import normalize_losses
 from sssl_brain.utils.errors import ConfigError, DataError
@@ -127,20 +128,59 @@ def test_rdrop_passes_share_one_trunk_pass():
     torch.testing.assert_close(out["u_probs"], torch.softmax(model(x[:2]), -1))  # pseudo-labels: no dropout
 
 
-#: The partition fallback thresholds of the yaml (partition_segments' defaults).
-FALLBACKS = {"partition_min_clean_frac": 0.05, "partition_max_clean_frac": 0.98,
-             "partition_min_mean_gap": 0.05, "partition_bias_tolerance": 0.25,
-             "partition_min_class_share": 0.25, "partition_min_samples": 10}
-
-
 @pytest.mark.parametrize("key,value", [("tau", 1.5), ("tau", 0.0), ("method", "dividemix"),
                                        ("sharpen_temperature", 0), ("rdrop_lambda", -1),
                                        ("partition_min_samples", 1.5), ("partition_bias_tolerance", -1)])
 def test_wrong_sssl_options_name_the_option(key, value):
-    hp = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
-          "warmup_epochs": 1, **FALLBACKS, key: value}
     with pytest.raises(ConfigError, match=key):
+        check_sssl_hparams(brain_hparams(**{key: value}))
+
+
+@pytest.mark.parametrize("key", BRAIN_HPARAMS)
+def test_a_missing_key_is_refused_by_name(key):
+    # the yaml is the one source of the settings: no code default fills a key in
+    hp = brain_hparams()
+    check_sssl_hparams(hp)
+    del hp[key]
+    with pytest.raises(ConfigError, match=rf"^{key}: missing from the hyperparameters \(see hparams/vgg16"):
         check_sssl_hparams(hp)
+
+
+def test_the_brain_refuses_hyperparameters_without_a_key_at_construction(tmp_path):
+    hp = tiny_hparams(str(tmp_path))
+    del hp["prior_weight"]
+    with pytest.raises(ConfigError, match="prior_weight: missing"):
+        make_brain(hp)
+
+
+def test_every_key_the_brain_reads_is_declared(noisy, tmp_path):
+    # a run through every hook (warm-up, an SSSL epoch, validation, selection, test) reads only the keys
+    # of BRAIN_HPARAMS (each set in the yaml, see tests/unit/test_hparams.py) and the optional objects
+    # (the partition thresholds are read as a dict, vars(hparams), which this does not record)
+    from speechbrain.utils.train_logger import FileTrainLogger
+
+    _, segments, _ = noisy
+    train, valid = _split_songs(segments)
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False,
+                      selection_metric="valid_acc", train_logger=FileTrainLogger(str(tmp_path / "log.txt")))
+    brain = make_brain(hp)
+    read = set()
+
+    class Recording(types.SimpleNamespace):
+        def __getattribute__(self, name):
+            if not name.startswith("_"):
+                read.add(name)
+            return super().__getattribute__(name)
+
+    brain.hparams = Recording(**vars(brain.hparams))
+    valid_ds = datasets(valid)
+    brain.fit(hp["epoch_counter"], datasets(train), valid_ds, train_loader_kwargs=LOADER,
+              valid_loader_kwargs={"batch_size": 32})
+    brain.recover_selected()
+    brain.evaluate(valid_ds, test_loader_kwargs={"batch_size": 32})
+    assert {"prior_weight", "selection_metric", "collapse_margin", "epoch_counter", "train_logger"} <= read
+    assert read <= set(BRAIN_HPARAMS) | set(OPTIONAL_BRAIN_HPARAMS), read - set(BRAIN_HPARAMS)
 
 
 def _split_songs(segments, n_valid_songs=6):
@@ -228,8 +268,7 @@ def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, c
 
 
 def test_new_sssl_options_are_checked_at_start_up():
-    base = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
-            "warmup_epochs": 1, **FALLBACKS}
+    base = brain_hparams()
     for key, value in (("prior_weight", -1), ("pseudo_labels", "teacher"), ("rdrop_reduction", "sum"),
                        ("unlabeled_targets", "truth"),
                        ("selection_metric", "test_acc"), ("collapse_margin", 2)):
@@ -314,8 +353,7 @@ def test_a_partition_error_stops_the_epoch_with_it(noisy, tmp_path, monkeypatch)
 def test_batch_norm_in_a_distributed_cpu_run_is_refused_naming_the_option(monkeypatch, tmp_path):
     from sssl_brain.lobes.vgg16 import VGG16
 
-    hp = {"method": "sssl", "tau": 0.5, "sharpen_temperature": 0.5, "mixup_alpha": 4, "rdrop_lambda": 1,
-          "warmup_epochs": 1, **FALLBACKS}
+    hp = brain_hparams()
     bn = VGG16(2, width_mult=1 / 16, classifier_dim=16, batch_norm=True)
     plain = VGG16(2, width_mult=1 / 16, classifier_dim=16, batch_norm=False)
     ddp_cpu = ({"device": "cpu", "distributed_launch": True}, {})

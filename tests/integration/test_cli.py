@@ -79,7 +79,8 @@ def test_folder_scan_and_csv_files(model_dir, songs, tmp_path, capsys):
     assert main([str(model_dir), str(folder), "--csv", str(out_csv), "--segments_csv", str(seg_csv),
                  "--no_progress"]) == 0
     rows = list(csv.DictReader(out_csv.open()))
-    assert list(rows[0]) == ["file", "label", "n_segments", "duration_s"] + [f"p_{c}" for c in CLASSES] + [
+    assert list(rows[0]) == ["file", "label", "n_segments", "duration_s", "used_s"] + [
+        f"p_{c}" for c in CLASSES] + [
         "majority", "mean"]
     assert [r["file"] for r in rows] == sorted(paths)  # notes.txt skipped, sub/ searched
     assert [int(r["n_segments"]) for r in rows] == [3, 2, 4]

@@ -91,3 +91,23 @@ def test_missing_data_folder_names_the_option(tmp_path):
         == "error: data_folder: required, pass --data_folder=... (see README)"
     )
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("cwd", ["repo", "elsewhere"])
+def test_the_shared_script_run_directly_names_the_dataset_links(tmp_path, cwd):
+    # recipes/sssl_train.py reads the dataset's yaml beside its link recipes/<dataset>/train.py
+    folder = REPO if cwd == "repo" else tmp_path
+    script = REPO / "recipes" / "sssl_train.py"
+    proc = subprocess.run(
+        [PYTHON, str(script.relative_to(REPO)) if cwd == "repo" else str(script),
+         str(REPO / "hparams" / "vgg16_sssl.yaml"), f"--data_folder={tmp_path}"],
+        cwd=str(folder), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    message = proc.stderr.strip().splitlines()[-1]
+    recipes = "recipes" if cwd == "repo" else str(REPO / "recipes")
+    assert message.startswith(f"error: {recipes}/sssl_train.py is shared by the dataset recipes: run it "
+                              f"through a dataset's link, e.g. `python {recipes}/csv/train.py "
+                              f"hparams/vgg16_sssl.yaml --data_folder=...` (dataset folders: 4q, csv, eim, "
+                              f"pmemo; "), message
+    assert "Traceback" not in proc.stderr + proc.stdout

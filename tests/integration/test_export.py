@@ -329,19 +329,28 @@ def test_bad_manifests_are_refused(model_copy, tmp_path):
 
 
 # --------------------------------------------------------------------------- a fold built by hand
-@pytest.mark.parametrize("max_song_duration", [None, 4.0])
-def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, max_song_duration):
-    """Binary target, 3 s segments, input normalisation: inference equals a direct forward of the weights."""
-    fold_dir = fold_by_hand(tmp_path / "fold", max_song_duration=max_song_duration)
+@pytest.mark.parametrize("max_duration", [None, 4.0])
+def test_hand_built_fold_gives_the_models_own_segment_probabilities(tmp_path, max_duration):
+    """Binary target, 3 s segments, input normalisation: inference equals a direct forward of the weights.
+
+    The fold was trained on the first 4 s of each song; inference takes the whole file unless
+    ``max_duration`` caps it.
+    """
+    fold_dir = fold_by_hand(tmp_path / "fold", max_song_duration=4.0)
     export_fold(fold_dir, tmp_path / "model")
     hp = yaml.safe_load((tmp_path / "model" / HPARAMS_FILE).read_text())
     assert hp["class_names"] == ["low", "high"] and hp["segments"]["seg_dur"] == 3.0
-    rec = EmotionRecognizer.from_hparams(source=tmp_path / "model", run_opts={"device": "cpu"})
+    assert "trained on the first 4 s of each song" in (tmp_path / "model" / "README.md").read_text()
+    rec = EmotionRecognizer.from_hparams(source=tmp_path / "model", run_opts={"device": "cpu"},
+                                         max_duration=max_duration)
+    assert rec.training_max_duration == 4.0 and rec.max_duration == max_duration
     path = write_audio(str(tmp_path / "song.wav"), duration=6.5, freq=330.0)
     result = rec.classify_file(path)
-    expected_starts = [0.0, 1.0, 2.0, 3.0] if max_song_duration is None else [0.0, 1.0]
+    expected_starts = [0.0, 1.0, 2.0, 3.0] if max_duration is None else [0.0, 1.0]
     np.testing.assert_allclose(result.segment_starts, expected_starts)
     np.testing.assert_allclose(result.segment_ends, np.array(expected_starts) + 3.0)
+    assert result.truncated == (max_duration is not None)
+    assert result.used_duration == pytest.approx(6.5 if max_duration is None else 4.0, abs=1e-3)
 
     state = torch.load(export_mod.find_checkpoint(fold_dir) + "/model.ckpt", weights_only=True)
     direct = VGG16(n_classes=2, width_mult=0.0625, classifier_dim=16, n_mels=128)

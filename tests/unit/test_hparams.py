@@ -5,9 +5,10 @@ import re
 from pathlib import Path
 
 import pytest
+from synthetic import yaml_values
 
 from sssl_brain.dataio.experiment import check_experiment_hparams
-from sssl_brain.method.brain import check_sssl_hparams
+from sssl_brain.method.brain import BRAIN_HPARAMS, OPTIONAL_BRAIN_HPARAMS, check_sssl_hparams
 from sssl_brain.method.partition import FALLBACK_THRESHOLDS, partition_segments
 from sssl_brain.utils.errors import ConfigError
 from sssl_brain.utils.hparams import load_hparams
@@ -98,3 +99,13 @@ def test_batch_norm_under_torchrun_on_the_cpu_is_refused_at_start_up(tmp_path):
     check_sssl_hparams(hp, cpu, {})  # one process
     check_sssl_hparams(hp, {"device": "cuda:0"}, {"WORLD_SIZE": "2"})  # SyncBatchNorm runs on GPUs
     check_sssl_hparams(_cpu_hparams(tmp_path, batch_norm=False), cpu, {"WORLD_SIZE": "2"})
+
+
+@pytest.mark.parametrize("name", ["vgg16_sssl.yaml", "vgg16_sssl_cpu.yaml"])
+def test_every_key_the_brain_reads_is_set_in_the_yaml(name):
+    # the yaml is the one source of the Brain's settings (the code has no defaults); the warm-up
+    # snapshot's two keys are set per run by share_warmup
+    keys = set(yaml_values(HPARAMS / name))
+    by_share_warmup = {"warmup_snapshot", "warmup_key"}
+    read = (set(BRAIN_HPARAMS) | set(OPTIONAL_BRAIN_HPARAMS)) - by_share_warmup
+    assert read <= keys, read - keys

@@ -9,7 +9,6 @@ from sssl_brain.method.partition import (
     PartitionResult,
     check_fallback_thresholds,
     class_balance_shift,
-    fit_clean_posterior,
     partition_precision_recall,
     partition_segments,
 )
@@ -35,26 +34,6 @@ def _check_no_nan(result, n):
     assert result.n_clean == int(result.clean.sum())
     summary = result.summary()
     assert all(not (isinstance(v, float) and np.isnan(v)) for v in summary.values())
-
-
-# ---------------------------------------------------------------- fit_clean_posterior
-
-
-def test_fit_clean_posterior_bimodal():
-    losses = np.r_[np.linspace(0.0, 0.15, 40), np.linspace(0.85, 1.0, 10)]
-    w, means = fit_clean_posterior(losses)
-    assert w.shape == (50,)
-    assert np.all(w[:40] > 0.99) and np.all(w[40:] < 0.01)
-    assert means[0] == pytest.approx(0.075, abs=1e-3) and means[1] == pytest.approx(0.925, abs=1e-3)
-
-
-def test_fit_clean_posterior_rejects_degenerate_input():
-    with pytest.raises(DataError, match="distinct"):
-        fit_clean_posterior(np.full(10, 0.3))
-    with pytest.raises(DataError, match="NaN"):
-        fit_clean_posterior(np.array([0.1, np.nan, 0.2]))
-    with pytest.raises(DataError, match="1-D"):
-        fit_clean_posterior(np.zeros((3, 2)))
 
 
 # ---------------------------------------------------------------- partition_segments: normal split
@@ -290,6 +269,8 @@ def test_bad_inputs_raise_typed_errors():
         partition_segments(losses, labels.astype(float), 2)
     with pytest.raises(DataError, match="NaN"):
         partition_segments(np.r_[losses[:-1], np.inf], labels, 2)
+    with pytest.raises(DataError, match="1-D"):
+        partition_segments(losses.reshape(10, 2), labels, 2)
     with pytest.raises(ConfigError, match="tau"):
         partition_segments(losses, labels, 2, tau=1.0)
     with pytest.raises(ConfigError, match="min_clean_frac"):

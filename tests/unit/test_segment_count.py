@@ -89,7 +89,9 @@ def test_training_summary_and_inference_cut_the_same_segments(prepared, tmp_path
     songs, _, n_frames, config = prepared
     export_fold(fold_by_hand(tmp_path / "fold", seg_dur=seg_dur, max_song_duration=max_duration),
                 tmp_path / "model")
-    model = EmotionRecognizer.from_hparams(source=str(tmp_path / "model"), run_opts={"device": "cpu"})
+    # inference uses the whole file unless capped: cap it as training did
+    model = EmotionRecognizer.from_hparams(source=str(tmp_path / "model"), run_opts={"device": "cpu"},
+                                           max_duration=max_duration)
     summary = segment_summary(songs, (seg_dur,), max_duration=max_duration)[0]
     total = 0
     for song in songs:

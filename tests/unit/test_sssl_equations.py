@@ -11,7 +11,6 @@ from sssl_brain.method.sssl import (
     class_prior_penalty,
     co_guess,
     mix_pairs,
-    mixup,
     mixup_weights,
     normalize_losses,
     refine_labels,
@@ -115,9 +114,15 @@ def _batch():
     return x, t
 
 
+def _mixup(x, t, alpha, generator=None):
+    """Eq. 6-7 as ``SSSLBrain.sssl_objective`` does them: one draw, the same mix of inputs and targets."""
+    delta, perm = mixup_weights(x.shape[0], alpha, generator)
+    return mix_pairs(x, delta, perm), mix_pairs(t, delta, perm), delta, perm
+
+
 def test_mixup_hand_check_of_one_pair():
     x, t = _batch()
-    mx, mt, delta, perm = mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(3))
+    mx, mt, delta, perm = _mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(3))
     assert 0.5 <= delta <= 1.0
     assert sorted(perm.tolist()) == [0, 1, 2, 3]
     # Row 0 of x is 0 so mixed row 0 is (1 - delta) * x[perm[0]].
@@ -132,10 +137,10 @@ def test_mixup_hand_check_of_one_pair():
 
 def test_mixup_same_seed_same_mix_different_seeds_vary():
     x, t = _batch()
-    a = mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(7))
-    b = mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(7))
+    a = _mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(7))
+    b = _mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(7))
     assert a[2] == b[2] and torch.equal(a[3], b[3]) and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    deltas = {mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(s))[2] for s in range(20)}
+    deltas = {_mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(s))[2] for s in range(20)}
     assert len(deltas) > 10
     assert all(0.5 <= d <= 1.0 for d in deltas)
 
@@ -143,34 +148,25 @@ def test_mixup_same_seed_same_mix_different_seeds_vary():
 def test_mixup_global_seed_is_deterministic_without_generator():
     x, t = _batch()
     torch.manual_seed(11)
-    a = mixup(x, t, alpha=4.0)
+    a = _mixup(x, t, alpha=4.0)
     torch.manual_seed(11)
-    b = mixup(x, t, alpha=4.0)
+    b = _mixup(x, t, alpha=4.0)
     assert a[2] == b[2] and torch.equal(a[3], b[3])
 
 
 def test_mixup_small_alpha_keeps_delta_near_one():
     # Beta(0.05, 0.05) puts almost all mass near 0 and 1, so max(delta, 1-delta) is near 1.
     x, t = _batch()
-    deltas = [mixup(x, t, alpha=0.05, generator=torch.Generator().manual_seed(s))[2] for s in range(30)]
+    deltas = [_mixup(x, t, alpha=0.05, generator=torch.Generator().manual_seed(s))[2] for s in range(30)]
     assert np.median(deltas) > 0.95
 
 
 @pytest.mark.parametrize("alpha", [0.0, -1.0])
 def test_mixup_alpha_zero_means_no_mixing(alpha):
     x, t = _batch()
-    mx, mt, delta, perm = mixup(x, t, alpha=alpha)
+    mx, mt, delta, perm = _mixup(x, t, alpha=alpha)
     assert delta == 1.0 and perm.tolist() == [0, 1, 2, 3]
     assert torch.equal(mx, x) and torch.equal(mt, t)
-
-
-def test_mixup_is_its_draw_then_one_combination_for_inputs_and_targets():
-    x, t = _batch()
-    mx, mt, delta, perm = mixup(x, t, alpha=4.0, generator=torch.Generator().manual_seed(5))
-    d, p = mixup_weights(4, 4.0, torch.Generator().manual_seed(5))  # the same draws, in the same order
-    assert d == delta and torch.equal(p, perm)
-    assert torch.equal(mix_pairs(x, d, p), mx) and torch.equal(mix_pairs(t, d, p), mt)
-    assert torch.equal(mt, delta * t + (1.0 - delta) * t[perm])  # Eq. 7, the same operations
 
 
 def test_mix_pairs_hand_values_and_no_mixing():
@@ -191,14 +187,6 @@ def test_mixup_weights_without_alpha_draw_nothing():
     assert delta == 1.0 and perm.tolist() == [0, 1, 2] and mixup_weights(3, None)[0] == 1.0
     assert torch.equal(g.get_state(), state)
     assert mixup_weights(0, 4.0, g)[1].numel() == 0
-
-
-def test_mixup_bad_inputs():
-    x, t = _batch()
-    with pytest.raises(DataError, match="samples"):
-        mixup(x[:3], t, alpha=1.0)
-    with pytest.raises(DataError, match="soft"):
-        mixup(x, torch.tensor([0, 1, 2, 0]), alpha=1.0)
 
 
 # ---------------------------------------------------------------- L_MIX
