@@ -1,0 +1,95 @@
+"""Per-epoch validation curves of an experiment's methods, fold by fold: a picture and a table.
+
+Reads ``<experiment>/<method>/fold_<k>/epoch_stats.csv`` (one row per epoch,
+``valid_acc`` = segment accuracy of the validation songs against their
+inherited labels) and writes one panel per fold with a line per method and
+the end of the warm-up marked, plus the same numbers as a markdown table
+on stdout. The selected epoch of each fold and method (``metrics.json``)
+is drawn as a dot.
+
+Usage::
+
+    python benchmarks/plot_epoch_curves.py results/4q/quadrant_seg1s_seed1986 --warmup 3 --out curves.png
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from sssl_brain.utils.io_utils import read_csv_dicts  # noqa: E402
+
+
+def read_curves(exp):
+    """``{method: {fold: ([epochs], [valid_acc %], selected epoch or None)}}`` of the finished folds."""
+    curves = {}
+    for method in sorted(os.listdir(exp)):
+        folder = os.path.join(exp, method)
+        if not os.path.isdir(folder) or method == "warmup":
+            continue
+        for name in sorted(os.listdir(folder)):
+            stats = os.path.join(folder, name, "epoch_stats.csv")
+            metrics = os.path.join(folder, name, "metrics.json")
+            if not (name.startswith("fold_") and os.path.isfile(stats) and os.path.isfile(metrics)):
+                continue
+            rows = [r for r in read_csv_dicts(stats) if r["valid_acc"] != ""]
+            with open(metrics, encoding="utf-8") as f:
+                selected = json.load(f).get("selected_epoch")
+            curves.setdefault(method, {})[int(name.split("_")[1])] = (
+                [int(r["epoch"]) for r in rows], [100 * float(r["valid_acc"]) for r in rows], selected)
+    return curves
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("experiment")
+    ap.add_argument("--warmup", type=int, required=True, help="warm-up epochs of the run")
+    ap.add_argument("--out", default=None, help="PNG file (default: <experiment>/valid_curves.png)")
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = read_curves(args.experiment)
+    folds = sorted({k for per_fold in curves.values() for k in per_fold})
+    if not folds:
+        raise SystemExit(f"{args.experiment}: no finished fold with epoch_stats.csv")
+    cols = min(3, len(folds))
+    rows = math.ceil(len(folds) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    print("| method | fold | valid acc % per epoch (inherited labels) | selected |")
+    print("|---|---|---|---|")
+    for ax, fold in zip(axes.flat, folds):
+        for method, per_fold in curves.items():
+            if fold not in per_fold:
+                continue
+            epochs, acc, selected = per_fold[fold]
+            (line,) = ax.plot(epochs, acc, marker=".", label=method)
+            if selected in epochs:
+                ax.plot([selected], [acc[epochs.index(selected)]], "o", color=line.get_color(), markersize=9,
+                        markerfacecolor="none")
+            print(f"| {method} | {fold} | {' '.join(f'{a:.1f}' for a in acc)} | {selected} |")
+        ax.axvline(args.warmup + 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"fold {fold}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(folds):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("valid acc % (inherited labels)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{os.path.basename(os.path.normpath(args.experiment))}: validation per epoch "
+                 f"(dotted: end of warm-up; circle: selected epoch)", fontsize=9)
+    fig.tight_layout()
+    out = args.out or os.path.join(args.experiment, "valid_curves.png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"\n{out}")
+
+
+if __name__ == "__main__":
+    main()
