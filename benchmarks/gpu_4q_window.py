@@ -46,6 +46,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_epoch import frames_of, raw_step_throughput, sync, train_flops_per_segment  # noqa: E402
+from trace_summary import format_summary, summarize_trace  # noqa: E402
 
 from sssl_brain.dataio.pack import unpack  # noqa: E402
 from sssl_brain.lobes.vgg16 import VGG16  # noqa: E402
@@ -134,6 +135,29 @@ def train_groups(args, unpacked, start):
     return runs
 
 
+def profile_loop(args, unpacked):
+    """Profiles ``--profile-steps`` training steps of the real loop (fold 0, inherit, after
+    ``--profile-warmup`` steps) with SpeechBrain's ``--profile_training``; summarises the trace
+    (``trace_summary.py``)."""
+    results = os.path.join(args.results, "profile")
+    cmd = recipe_command(argparse.Namespace(**{**vars(args), "results": results, "methods": "inherit",
+                                               "epochs": 1, "warmup": 1}), unpacked, [0])
+    cmd += ["--profile_training", f"--profile_warmup={args.profile_warmup}",
+            f"--profile_steps={args.profile_steps}"]
+    print(f"profile: {' '.join(cmd[1:])}", flush=True)
+    with open(os.path.join(args.out, "profile.log"), "wb") as log:
+        subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    traces = []
+    for folder, _, files in os.walk(results):
+        traces += [os.path.join(folder, f) for f in files if ".pt.trace.json" in f]
+    if not traces:
+        print("profile: no trace written (see profile.log)", flush=True)
+        return None
+    summary = summarize_trace(max(traces, key=os.path.getmtime))
+    print(format_summary(summary), flush=True)
+    return summary
+
+
 def loop_figures(exp, flops, peak):
     """Training segments/s of the real loop per finished fold and method (from each fold's timing.json)."""
     rows = []
@@ -179,6 +203,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="after the folds, profile this many steps of the real loop (0: none)")
+    ap.add_argument("--profile-warmup", type=int, default=5, help="steps before the profiled ones")
     ap.add_argument("--extra", default="", help="space-separated overrides added to every recipe run")
     ap.add_argument("--dry-run", action="store_true", help="tiny model and epochs on the CPU (a test)")
     args = ap.parse_args(argv)
@@ -239,7 +266,8 @@ def main(argv=None):
     for row in loop:
         rate = row["loop_train_seg_per_s"]
         row["loop_over_raw"] = None if rate is None else rate / raw
-    report = {"throughput": throughput, "loop": loop, "runs": runs, "unpack_s": unpack_s,
+    profile = profile_loop(args, unpacked) if args.profile_steps > 0 else None
+    report = {"throughput": throughput, "loop": loop, "runs": runs, "unpack_s": unpack_s, "profile": profile,
               "train_wall_s": time.time() - train_start, "total_wall_s": time.time() - start,
               "epochs": args.epochs, "warmup_epochs": args.warmup, "fold_jobs": args.fold_jobs,
               "budget_s": args.budget_s, "pack": {k: features.manifest[k] for k in

@@ -99,7 +99,7 @@ def test_gpu_window_dry_run(packed, tmp_path):
     out = tmp_path / "window"
     cmd = [PYTHON, str(REPO / "benchmarks" / "gpu_4q_window.py"), "--pack", str(packed[0]), "--out", str(out),
            "--dry-run", "--folds", "0", "--n-folds", "2", "--fold-jobs", "1", "--share", "2",
-           "--budget-s", "600"]
+           "--budget-s", "600", "--profile-steps", "1", "--profile-warmup", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -109,5 +109,7 @@ def test_gpu_window_dry_run(packed, tmp_path):
     assert finished == {("inherit", True), ("sssl", True)}
     assert all(r["loop_train_seg_per_s"] > 0 for r in report["loop"])
     assert [r["exit"] for r in report["runs"]] == [0]
+    profile = report["profile"]  # the loop's trace, summarised (no GPU kernels on the CPU)
+    assert profile["steps"] == 1 and profile["step_ms"] > 0 and profile["top_cpu_ops_ms_per_step"]
     table = (out / "results.md").read_text()
     assert "sssl" in table and "inherit" in table
