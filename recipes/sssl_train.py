@@ -158,7 +158,8 @@ def train_fold(hparams, run_opts, exp):
     if if_main_process():
         config_file = os.path.join(hparams["output_folder"], "fold_config.json")
         atomic_write_json(config_file, fold_config(hparams, exp))
-    share_warmup(hparams, run_opts)  # start from another method's warm-up of this fold where it is the same
+    # start from another method's warm-up of this fold where it is the same; the Brain saves the snapshot
+    warmup = share_warmup(hparams, run_opts)
 
     # --debug: debug_batches batches of every pass (training, partition, validation, prediction)
     limit = run_opts.get("debug_batches", 2) * hparams["batch_size"] if run_opts.get("debug") else None
@@ -173,7 +174,7 @@ def train_fold(hparams, run_opts, exp):
     hparams["model"].set_input_normalization(*feature_stats(exp.cache, [s["path"] for s in parts["train"]]))
 
     brain = SSSLBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+                      run_opts=run_opts, checkpointer=hparams["checkpointer"], warmup_snapshot=warmup)
     start = time.perf_counter()
     brain.fit(hparams["epoch_counter"], train_data, valid_data,
               train_loader_kwargs=hparams["train_dataloader_opts"],
