@@ -13,7 +13,9 @@ stage 1 trains the segment classifier (``SSSLBrain``: warm-up, then the
 per-epoch clean/noisy partition, pseudo-labels, mixup and R-Drop); the
 checkpoint chosen on validation predicts every segment; stage 2 fits the SVM
 on the Eq. 10 statistics of the training songs (``recipes/evaluate.py``
-re-runs stage 2 alone). Each fold is its own experiment folder
+re-runs stage 2 alone); docs/method.md, "One SSSL epoch, in call order"
+(docs/method.md#one-sssl-epoch-in-call-order), lists the hooks and functions
+of one epoch in the order they run. Each fold is its own experiment folder
 (``<experiment_folder>/<method>/fold_<k>/``): a fold whose ``metrics.json``
 exists is finished and skipped, an unfinished one resumes from its last
 checkpoint. The features_svm baseline (hand-crafted song features + the same
