@@ -208,11 +208,11 @@ def profile_epochs(name, n_train, n_valid, seconds, batch_size, u_share, device,
     original_partition = brain.compute_partition
 
     def partition_with_u_share(epoch):  # the real pass and fit, then a realistic U share
-        result = original_partition(epoch)
+        result, probs = original_partition(epoch)
         rng = np.random.default_rng(0)
         result.clean = rng.random(len(train)) >= u_share
         forced["u"] = 1 - result.clean.mean()
-        return result
+        return result, probs
 
     brain.compute_partition = partition_with_u_share
     loader = {"batch_size": batch_size, "shuffle": True}

@@ -13,7 +13,9 @@ stage 1 trains the segment classifier (``SSSLBrain``: warm-up, then the
 per-epoch clean/noisy partition, pseudo-labels, mixup and R-Drop); the
 checkpoint chosen on validation predicts every segment; stage 2 fits the SVM
 on the Eq. 10 statistics of the training songs (``recipes/evaluate.py``
-re-runs stage 2 alone). Each fold is its own experiment folder
+re-runs stage 2 alone); docs/method.md, "One SSSL epoch, in call order"
+(docs/method.md#one-sssl-epoch-in-call-order), lists the hooks and functions
+of one epoch in the order they run. Each fold is its own experiment folder
 (``<experiment_folder>/<method>/fold_<k>/``): a fold whose ``metrics.json``
 exists is finished and skipped, an unfinished one resumes from its last
 checkpoint. The features_svm baseline (hand-crafted song features + the same
@@ -158,7 +160,8 @@ def train_fold(hparams, run_opts, exp):
     if if_main_process():
         config_file = os.path.join(hparams["output_folder"], "fold_config.json")
         atomic_write_json(config_file, fold_config(hparams, exp))
-    share_warmup(hparams, run_opts)  # start from another method's warm-up of this fold where it is the same
+    # start from another method's warm-up of this fold where it is the same; the Brain saves the snapshot
+    warmup = share_warmup(hparams, run_opts)
 
     # --debug: debug_batches batches of every pass (training, partition, validation, prediction)
     limit = run_opts.get("debug_batches", 2) * hparams["batch_size"] if run_opts.get("debug") else None
@@ -173,7 +176,7 @@ def train_fold(hparams, run_opts, exp):
     hparams["model"].set_input_normalization(*feature_stats(exp.cache, [s["path"] for s in parts["train"]]))
 
     brain = SSSLBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
-                      run_opts=run_opts, checkpointer=hparams["checkpointer"])
+                      run_opts=run_opts, checkpointer=hparams["checkpointer"], warmup_snapshot=warmup)
     start = time.perf_counter()
     brain.fit(hparams["epoch_counter"], train_data, valid_data,
               train_loader_kwargs=hparams["train_dataloader_opts"],

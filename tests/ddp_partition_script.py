@@ -28,8 +28,12 @@ if __name__ == "__main__":
     opts = {k: run_opts[k] for k in run_opts.overridden_args}
     opts.update(device="cpu", noprogressbar=True)
     brain = make_brain(hp, opts)
+    partitions = []  # what compute_partition returns: (PartitionResult, probs) per SSSL epoch
+    compute_partition = brain.compute_partition
+    brain.compute_partition = lambda epoch: partitions.append(compute_partition(epoch)) or partitions[-1]
     brain.fit(hp["epoch_counter"], datasets(segments), None,
               train_loader_kwargs={"batch_size": 8, "shuffle": True})
-    np.save(os.path.join(out, f"losses_rank{rank}.npy"), brain.last_losses)
-    np.save(os.path.join(out, f"clean_rank{rank}.npy"), np.asarray(brain.last_partition.clean))
+    result, _ = partitions[-1]
+    np.save(os.path.join(out, f"losses_rank{rank}.npy"), result.losses)
+    np.save(os.path.join(out, f"clean_rank{rank}.npy"), np.asarray(result.clean))
     np.save(os.path.join(out, f"labels_rank{rank}.npy"), brain.train_labels)

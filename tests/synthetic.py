@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from sssl_brain.dataio.dataset import segment_dataset
-from sssl_brain.method.brain import BRAIN_HPARAMS, PartitionState
+from sssl_brain.method.checks import BRAIN_HPARAMS
+from sssl_brain.method.selection import PartitionState
 
 #: The recipe's yaml: the one source of the Brain's settings.
 YAML = Path(__file__).resolve().parents[1] / "hparams" / "vgg16_sssl.yaml"

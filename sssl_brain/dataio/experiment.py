@@ -12,7 +12,7 @@ from sssl_brain.dataio.labels import CLASS_NAMES, check_target, song_class
 from sssl_brain.dataio.pack import PackedFeatures
 from sssl_brain.dataio.segments import segment_hop
 from sssl_brain.dataio.songs import read_segment_truth, read_songs_table
-from sssl_brain.method.brain import METHODS, check_sssl_hparams
+from sssl_brain.method.checks import METHODS, check_sssl_hparams
 from sssl_brain.song_level.handcrafted import SONG_METHODS, HandcraftedConfig
 from sssl_brain.utils.errors import ConfigError, DataError
 from sssl_brain.utils.io_utils import atomic_write_csv

@@ -7,11 +7,12 @@ from it; the results are those of a run from scratch.
 
 import logging
 import os
+from typing import NamedTuple
 
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
-from sssl_brain.method.brain import AFTER_WARMUP_HPARAMS
+from sssl_brain.method.checks import AFTER_WARMUP_HPARAMS
 from sssl_brain.utils.checkpoints import restore_warmup_snapshot
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,17 @@ def _plain(value):
     return None
 
 
+class WarmupSnapshot(NamedTuple):
+    """What :func:`share_warmup` returns and :class:`sssl_brain.method.brain.SSSLBrain` takes
+    (``warmup_snapshot=``): where the fold's warm-up snapshot goes, its key, the train log, and
+    whether this method's warm-up was restored from it."""
+
+    folder: str
+    key: dict
+    train_log: object
+    restored: bool
+
+
 #: Left out of the warm-up key: per-method paths, the snapshot's own settings, the run's list of folds
 #: and the folders that only say where outputs go (the snapshot lives in the experiment folder, so
 #: renaming or linking it keeps its warm-up usable).
@@ -44,7 +56,7 @@ def warmup_key(hp):
     data, features, folds, model, optimiser, schedule, batch size, seed,
     selection metric, the fold index...) except the list of folds of the
     run, those that act only after the
-    warm-up or in stage 2 (:data:`sssl_brain.method.brain.AFTER_WARMUP_HPARAMS`,
+    warm-up or in stage 2 (:data:`sssl_brain.method.checks.AFTER_WARMUP_HPARAMS`,
     the ``hc_*`` options of features_svm), the method's own paths and the
     experiment and results folders (where outputs go). Two
     methods of a fold with the same key train the same warm-up epochs.
@@ -65,31 +77,30 @@ def warmup_snapshot_folder(hp):
 
 
 def share_warmup(hp, run_opts=None):
-    """Sets up the shared warm-up of a fold's method; True when it starts from another method's.
+    """Sets up the shared warm-up of a fold's method; returns a :class:`WarmupSnapshot`, or None when off.
 
     With ``share_warmup`` (and ``warmup_epochs`` > 0) the method writes a
-    snapshot of its checkpoints at the end of the warm-up
-    (:func:`sssl_brain.utils.checkpoints.save_warmup_snapshot`), and, when it has
+    snapshot of its checkpoints at the end of the warm-up (the Brain, given
+    the returned object as ``warmup_snapshot``, calls
+    :func:`sssl_brain.utils.checkpoints.save_warmup_snapshot`), and, when it has
     no checkpoint of its own yet, starts from a snapshot another method of the
-    fold wrote with the same :func:`warmup_key`: the results are those of a
-    run from scratch, without training the warm-up twice.
+    fold wrote with the same :func:`warmup_key` (``restored``): the results are
+    those of a run from scratch, without training the warm-up twice.
     """
     if not hp["share_warmup"] or int(hp["warmup_epochs"]) <= 0:
-        return False
+        return None
     # the thread count and the device change the floating-point results, so they are part of the key
     key = {**warmup_key(hp), "torch_threads": torch.get_num_threads(),
            "device": str((run_opts or {}).get("device", "cpu"))}
-    hp["warmup_snapshot"], hp["warmup_key"] = warmup_snapshot_folder(hp), key
+    folder = warmup_snapshot_folder(hp)
     restored = False
     if if_main_process():
-        restored = restore_warmup_snapshot(hp["warmup_snapshot"], hp["save_folder"], hp["warmup_key"],
-                                           train_log=hp["train_log"])
+        restored = restore_warmup_snapshot(folder, hp["save_folder"], key, train_log=hp["train_log"])
         if restored:
             with open(hp["train_log"], "a", encoding="utf-8") as log:
                 log.write(f"# epochs 1-{int(hp['warmup_epochs'])} above: restored from the warm-up snapshot "
-                          f"{hp['warmup_snapshot']} (same settings, identical results)\n")
+                          f"{folder} (same settings, identical results)\n")
             logger.info("%s fold %d: epochs 1-%d restored from the warm-up snapshot %s (same settings)",
-                        hp["method"], int(hp["fold"]), int(hp["warmup_epochs"]), hp["warmup_snapshot"])
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-    return restored
+                        hp["method"], int(hp["fold"]), int(hp["warmup_epochs"]), folder)
+    ddp_barrier()
+    return WarmupSnapshot(folder, key, hp["train_log"], bool(restored))

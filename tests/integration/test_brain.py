@@ -9,8 +9,10 @@ import pytest
 import torch
 from synthetic import brain_hparams, datasets, make_brain, make_noisy_segments, tiny_hparams
 
-from sssl_brain.method.brain import BRAIN_HPARAMS, OPTIONAL_BRAIN_HPARAMS, SSSLForward, check_sssl_hparams
-from sssl_brain.method.partition import PartitionResult, partition_segments
+from sssl_brain.method.checks import BRAIN_HPARAMS, OPTIONAL_BRAIN_HPARAMS, check_sssl_hparams
+from sssl_brain.method.forward import SSSLForward
+from sssl_brain.method.partition import partition_segments
+from sssl_brain.method.partition_result import PartitionResult
 from sssl_brain.method.sssl import normalize_losses
 from sssl_brain.utils.errors import ConfigError, DataError
 
@@ -243,28 +245,29 @@ def test_diagnostics_record_class_shares_and_warn_on_collapse(noisy, tmp_path, c
         last.weight.zero_()
     brain = make_brain(hp)
     brain.on_fit_start()
-    brain.train_dataset, brain.train_labels = datasets(train), np.array([s["label"] for s in train])
-    brain.train_truth = np.array([s["truth"] for s in train])
-    brain.train_correct = brain.train_truth == brain.train_labels
-    brain.label_share = np.bincount(brain.train_labels, minlength=2) / len(train)
+    brain.use_training_set(datasets(train))  # labels, truth, label shares: as fit sets them
+    reporter = brain.reporter
+    assert reporter.correct is not None and reporter.label_share.tolist() == \
+        (np.bincount(brain.train_labels, minlength=2) / len(train)).tolist()
     with caplog.at_level("WARNING"):
-        brain.compute_partition(epoch=2)
+        result, probs = brain.compute_partition(epoch=2)
     row = _rows(tmp_path / "partition.csv")[-1]
     assert row["train_pred_dist"] == "1.000/0.000" and row["train_collapse"] == "1"
     assert any("prediction collapse" in r.getMessage() for r in caplog.records)
     assert row["fallback"] == "class_bias_per_class" and row["u_label_acc_truth"] == ""  # all labeled: no U
     # a partition whose U is exactly the wrongly labeled segments: U's inherited labels are never
     # right, the model's guess (class 0 everywhere) is right where U's truth is class 0
-    wrong = ~brain.train_correct
-    oracle = PartitionResult(clean_prob=brain.train_correct.astype(float), clean=brain.train_correct,
-                             means=(0.0, 1.0), n_clean=int((~wrong).sum()), n_noisy=int(wrong.sum()))
-    brain._log_partition(3, brain.last_losses, brain.last_probs, oracle)
+    wrong = ~reporter.correct
+    oracle = PartitionResult(clean_prob=reporter.correct.astype(float), clean=reporter.correct,
+                             means=(0.0, 1.0), n_clean=int((~wrong).sum()), n_noisy=int(wrong.sum()),
+                             losses=result.losses)
+    brain.state.history = reporter.partition(3, oracle, probs, brain.state.history)
     row = _rows(tmp_path / "partition.csv")[-1]
     assert row["epoch"] == "3" and float(row["u_label_acc_truth"]) == 0.0
-    assert float(row["u_guess_acc_truth"]) == pytest.approx((brain.train_truth[wrong] == 0).mean())
+    assert float(row["u_guess_acc_truth"]) == pytest.approx((reporter.truth[wrong] == 0).mean())
     assert 0 < float(row["u_guess_acc_truth"]) < 1
     assert row["u_refined_acc_truth"] == row["u_guess_acc_truth"]  # w = 0 on U: refined = the guess
-    assert brain._collapsed(np.array([0.55, 0.45]), "test") is False
+    assert reporter.collapsed(np.array([0.55, 0.45]), "test") is False
 
 
 def test_new_sssl_options_are_checked_at_start_up():
@@ -323,19 +326,18 @@ def test_the_brain_reads_the_partition_thresholds_and_normalises_once(noisy, tmp
     brain = make_brain(hp)
     brain.on_fit_start()
     dataset = datasets(segments)
-    brain.train_dataset, brain.train_labels = dataset, np.array([s["label"] for s in segments])
-    brain.train_truth, brain.train_correct = np.array([s["truth"] for s in segments]), None
-    result = brain.compute_partition(epoch=2)
-    raw, _ = brain.segment_losses(dataset)
-    # the losses of the plot and the diagnostics are the ones the mixture saw, normalised once
-    np.testing.assert_array_equal(brain.last_losses, result.losses)
+    brain.use_training_set(dataset)
+    result, probs = brain.compute_partition(epoch=2)  # the pass's probabilities come back with it
+    raw, raw_probs = brain.segment_losses(dataset)
+    np.testing.assert_array_equal(probs, raw_probs)
+    # the losses of the plot and the diagnostics (result.losses) are the ones the mixture saw, normalised once
     np.testing.assert_array_equal(result.losses, normalize_losses(raw))
     expected = partition_segments(raw, brain.train_labels, 2, seed=0 + 2)  # the yaml's values = the defaults
     np.testing.assert_array_equal(result.clean_prob, expected.clean_prob)
     brain.hparams.partition_min_samples = len(dataset) + 1  # fewer segments than that: all labeled
-    assert brain.compute_partition(epoch=2).fallback == "too_few_samples"
+    assert brain.compute_partition(epoch=2)[0].fallback == "too_few_samples"
     brain.hparams.partition_min_samples, brain.hparams.partition_max_clean_frac = 10, 0.06
-    assert brain.compute_partition(epoch=2).fallback == "clean_too_large"
+    assert brain.compute_partition(epoch=2)[0].fallback == "clean_too_large"
     assert _rows(tmp_path / "partition.csv")[-1]["fallback"] == "clean_too_large"
 
 
@@ -343,7 +345,7 @@ def test_a_partition_error_stops_the_epoch_with_it(noisy, tmp_path, monkeypatch)
     _, segments, _ = noisy
     hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False)
     brain = make_brain(hp)
-    brain.train_dataset, brain.train_labels = datasets(segments), np.array([s["label"] for s in segments])
+    brain.use_training_set(datasets(segments))
     nan_losses = lambda ds: (np.full(len(ds), np.nan), np.zeros((len(ds), 2)))  # noqa: E731
     monkeypatch.setattr(brain, "segment_losses", nan_losses)
     with pytest.raises(DataError, match="NaN"):

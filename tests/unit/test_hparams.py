@@ -8,8 +8,13 @@ import pytest
 from synthetic import yaml_values
 
 from sssl_brain.dataio.experiment import check_experiment_hparams
-from sssl_brain.method.brain import BRAIN_HPARAMS, OPTIONAL_BRAIN_HPARAMS, check_sssl_hparams
-from sssl_brain.method.partition import FALLBACK_THRESHOLDS, partition_segments
+from sssl_brain.method.checks import (
+    BRAIN_HPARAMS,
+    FALLBACK_THRESHOLDS,
+    OPTIONAL_BRAIN_HPARAMS,
+    check_sssl_hparams,
+)
+from sssl_brain.method.partition import partition_segments
 from sssl_brain.utils.errors import ConfigError
 from sssl_brain.utils.hparams import load_hparams
 
@@ -103,9 +108,7 @@ def test_batch_norm_under_torchrun_on_the_cpu_is_refused_at_start_up(tmp_path):
 
 @pytest.mark.parametrize("name", ["vgg16_sssl.yaml", "vgg16_sssl_cpu.yaml"])
 def test_every_key_the_brain_reads_is_set_in_the_yaml(name):
-    # the yaml is the one source of the Brain's settings (the code has no defaults); the warm-up
-    # snapshot's two keys are set per run by share_warmup
+    # the yaml is the one source of the Brain's settings (the code has no defaults)
     keys = set(yaml_values(HPARAMS / name))
-    by_share_warmup = {"warmup_snapshot", "warmup_key"}
-    read = (set(BRAIN_HPARAMS) | set(OPTIONAL_BRAIN_HPARAMS)) - by_share_warmup
+    read = set(BRAIN_HPARAMS) | set(OPTIONAL_BRAIN_HPARAMS)
     assert read <= keys, read - keys

@@ -5,13 +5,10 @@ import logging
 import numpy as np
 import pytest
 
-from sssl_brain.method.partition import (
-    PartitionResult,
-    check_fallback_thresholds,
-    class_balance_shift,
-    partition_precision_recall,
-    partition_segments,
-)
+from sssl_brain.method.checks import check_fallback_thresholds
+from sssl_brain.method.fallbacks import class_balance_shift
+from sssl_brain.method.partition import partition_segments
+from sssl_brain.method.partition_result import PartitionResult, partition_precision_recall
 from sssl_brain.method.sssl import normalize_losses
 from sssl_brain.utils.errors import ConfigError, DataError
 from sssl_brain.utils.plots import plot_clean_precision, plot_partition_histogram
