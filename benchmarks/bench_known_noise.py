@@ -49,7 +49,8 @@ from synthetic import brain_hparams  # noqa: E402
 
 from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.lobes.vgg16 import VGG16  # noqa: E402
-from sssl_brain.method.brain import PartitionState, SSSLBrain  # noqa: E402
+from sssl_brain.method.brain import SSSLBrain  # noqa: E402
+from sssl_brain.method.selection import PartitionState  # noqa: E402
 from sssl_brain.utils.io_utils import atomic_write_json, atomic_write_text, read_csv_dicts  # noqa: E402
 
 CONFIGS = {
