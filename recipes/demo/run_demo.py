@@ -9,7 +9,7 @@
 3. Prints the song-level table, the segment-level accuracy against the truth
    beside the "every segment takes its song's label" reference, and the
    clean-set precision over epochs; writes ``results/demo/.../summary.md``
-   and the plots (see README).
+   and the plots (see docs/results.md, "The demo").
 
 Usage: python recipes/demo/run_demo.py [--songs N] [--folds K] [extra SpeechBrain overrides]
 """

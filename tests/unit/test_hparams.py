@@ -19,7 +19,7 @@ from sssl_brain.utils.errors import ConfigError
 from sssl_brain.utils.hparams import load_hparams
 
 HPARAMS = Path(__file__).resolve().parents[2] / "hparams"
-#: The values ``vgg16_sssl_cpu.yaml`` changes (its header and the README say why).
+#: The values ``vgg16_sssl_cpu.yaml`` changes (its header and docs/results.md, "Speed", say why).
 CPU_CHANGES = {"number_of_epochs": "6", "warmup_epochs": "3", "mixup_alpha": "0.5", "lr": "0.001",
                "fold_jobs": "2", "width_mult": "0.125", "classifier_dim": "64", "batch_norm": "True"}
 
