@@ -113,6 +113,6 @@ def fold_by_hand(folder, target="valence", class_names=("low", "high"), seg_dur=
     y = np.arange(len(songs)) % n_classes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        save_song_classifier(SongClassifier(theta=0.5, seed=seed, calibration_folds=3).fit(songs, y),
+        save_song_classifier(SongClassifier(theta=0.5, random_state=seed, calibration_folds=3).fit(songs, y),
                              folder / "song_classifier.skops")
     return folder

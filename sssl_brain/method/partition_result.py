@@ -10,6 +10,7 @@ segments whose inherited label is right (where the truth is known).
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.metrics import precision_score, recall_score
 
 from sssl_brain.utils.errors import DataError
 
@@ -162,7 +163,8 @@ class PartitionResult:
 def partition_precision_recall(clean_mask, correct_mask):
     """Precision and recall of X at finding the segments whose inherited label is right.
 
-    ``precision = |X & correct| / |X|``, ``recall = |X & correct| / |correct|``;
+    ``precision = |X & correct| / |X|``, ``recall = |X & correct| / |correct|``
+    (``sklearn.metrics.precision_score`` / ``recall_score``, positive class: correct);
     None where the denominator is 0 (undefined), never NaN.
 
     Arguments
@@ -189,8 +191,10 @@ def partition_precision_recall(clean_mask, correct_mask):
         raise DataError(
             f"partition_precision_recall: masks differ in shape: {clean.shape} vs {correct.shape}"
         )
-    hits = int(np.sum(clean & correct))
-    n_clean, n_correct = int(clean.sum()), int(correct.sum())
-    precision = hits / n_clean if n_clean else None
-    recall = hits / n_correct if n_correct else None
-    return precision, recall
+    if clean.size == 0:  # sklearn refuses empty input; both ratios are undefined
+        return None, None
+    truth, found = correct.ravel(), clean.ravel()
+    # zero_division=nan marks the undefined ratios (no warning); they are returned as None
+    precision = float(precision_score(truth, found, zero_division=np.nan))
+    recall = float(recall_score(truth, found, zero_division=np.nan))
+    return (None if np.isnan(precision) else precision), (None if np.isnan(recall) else recall)

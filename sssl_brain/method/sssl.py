@@ -89,6 +89,7 @@ def normalize_losses(losses):
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
         raise DataError(f"normalize_losses: {bad} of {x.size} per-sample losses are NaN or infinite")
+    # not sklearn minmax_scale: its x * (1/span) - lo/span is not bit-identical to (x - lo) / span
     lo, hi = x.min(), x.max()
     span = hi - lo
     if not span > 0:

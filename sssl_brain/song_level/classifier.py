@@ -12,9 +12,12 @@ song: ``clf.predict_proba([P])``.
 they are (the ``features_svm`` baseline's hand-crafted features,
 :mod:`sssl_brain.song_level.handcrafted`).
 
-Both follow scikit-learn's conventions: ``__init__`` stores its arguments
-unchanged (``get_params``, ``set_params`` and ``sklearn.base.clone`` work),
-``fit`` checks them and sets the fitted state, in attributes ending in ``_``:
+Both follow scikit-learn's conventions: ``__init__`` takes keyword-only
+arguments and stores them unchanged (``get_params``, ``set_params`` and
+``sklearn.base.clone`` work), the seed is ``random_state``, ``fit`` checks
+them and its input (``check_classification_targets``; ``validate_data`` for
+the feature matrix of :class:`SongSVM`) and sets the fitted state, in
+attributes ending in ``_``:
 
 - ``estimator_``: the fitted scikit-learn model (a ``Pipeline`` of
   ``scaler`` and ``svm``; a ``CalibratedClassifierCV`` over a frozen one
@@ -39,7 +42,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from sssl_brain.song_level.features import check_probs, song_features
 from sssl_brain.utils.errors import ConfigError, DataError
@@ -51,7 +55,7 @@ DEFAULT_C_GRID = (0.1, 1, 10, 100)
 DEFAULT_GAMMA_GRID = ("scale", 0.01, 0.1, 1)
 
 
-def make_song_svm(C=1.0, gamma="scale", kernel="rbf", seed=0, calibration_folds=5):
+def make_song_svm(C=1.0, gamma="scale", kernel="rbf", random_state=0, calibration_folds=5):
     """One SVM of the song classifier: StandardScaler, then an SVC with Platt-scaled probabilities.
 
     scikit-learn 1.9 deprecates ``SVC(probability=True)``; its replacement,
@@ -69,8 +73,8 @@ def make_song_svm(C=1.0, gamma="scale", kernel="rbf", seed=0, calibration_folds=
         RBF kernel width (``"scale"`` is sklearn's default).
     kernel : str
         SVC kernel.
-    seed : int
-        Seed of the calibration folds (and ``random_state`` of the SVC).
+    random_state : int
+        Seed of the calibration folds and of the SVC.
     calibration_folds : int or None
         Folds of the probability calibration; ``None`` gives a plain SVC
         without ``predict_proba`` (used by the grid search).
@@ -86,10 +90,10 @@ def make_song_svm(C=1.0, gamma="scale", kernel="rbf", seed=0, calibration_folds=
     >>> [name for name, _ in clf.steps], clf.named_steps["svm"].estimator.C
     (['scaler', 'svm'], 10)
     """
-    svc = SVC(C=C, gamma=gamma, kernel=kernel, random_state=seed)
+    svc = SVC(C=C, gamma=gamma, kernel=kernel, random_state=random_state)
     if calibration_folds is None:
         return Pipeline([("scaler", StandardScaler()), ("svm", svc)])
-    cv = StratifiedKFold(n_splits=int(calibration_folds), shuffle=True, random_state=seed)
+    cv = StratifiedKFold(n_splits=int(calibration_folds), shuffle=True, random_state=random_state)
     calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=cv, ensemble=False)
     return Pipeline([("scaler", StandardScaler()), ("svm", calibrated)])
 
@@ -132,8 +136,9 @@ class SongSVM(ClassifierMixin, BaseEstimator):
         sklearn scorer of the grid search.
     calibration_folds : int
         Folds of the probability calibration.
-    seed : int
-        Seed of the CV splits, of the calibration folds and of the SVC.
+    random_state : int
+        Seed of the CV splits, of the calibration folds and of the SVC (``seed`` before; a
+        classifier saved with ``seed`` loads with it as ``random_state``).
 
     Example
     -------
@@ -143,8 +148,9 @@ class SongSVM(ClassifierMixin, BaseEstimator):
     ([0, 1], {'C': 10, 'gamma': 'scale'})
     """
 
-    def __init__(self, C=1.0, gamma="scale", kernel="rbf", grid_search=False, C_grid=DEFAULT_C_GRID,
-                 gamma_grid=DEFAULT_GAMMA_GRID, cv_folds=5, scoring="accuracy", calibration_folds=5, seed=0):
+    def __init__(self, *, C=1.0, gamma="scale", kernel="rbf", grid_search=False, C_grid=DEFAULT_C_GRID,
+                 gamma_grid=DEFAULT_GAMMA_GRID, cv_folds=5, scoring="accuracy", calibration_folds=5,
+                 random_state=0):
         self.C = C
         self.gamma = gamma
         self.kernel = kernel
@@ -154,16 +160,32 @@ class SongSVM(ClassifierMixin, BaseEstimator):
         self.cv_folds = cv_folds
         self.scoring = scoring
         self.calibration_folds = calibration_folds
-        self.seed = seed
+        self.random_state = random_state
+
+    def __setstate__(self, state):
+        # a classifier saved before the rename holds its seed as ``seed``
+        if "seed" in state and "random_state" not in state:
+            state = dict(state)
+            state["random_state"] = state.pop("seed")
+        super().__setstate__(state)
 
     def song_vectors(self, X):
         """The feature vectors the SVM sees, shape ``(N, D)`` float64: here ``X`` itself, checked."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or len(X) == 0:
-            raise DataError(f"song classifier: need song features of shape (N >= 1, D), got {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise DataError("song classifier: song features hold non-finite values")
-        return X
+        try:
+            return check_array(X, dtype=np.float64)
+        except ValueError as err:
+            raise DataError(f"song classifier: song features: {err}") from None
+
+    def _validated_vectors(self, X, reset):
+        """:meth:`song_vectors` of ``X``; ``n_features_in_`` set (``reset``) or checked.
+
+        Here ``X`` is the feature matrix itself, checked by ``validate_data``
+        (2-D, at least one song, finite, float64).
+        """
+        try:
+            return validate_data(self, X, reset=reset, dtype=np.float64)
+        except ValueError as err:
+            raise DataError(f"song classifier: song features: {err}") from None
 
     def _check_params(self):
         for name in ("cv_folds", "calibration_folds"):
@@ -174,14 +196,17 @@ class SongSVM(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fits the classifier on the training songs ``X`` with labels ``y`` (ints); returns ``self``."""
         self._check_params()
-        X = self.song_vectors(X)
+        X = self._validated_vectors(X, reset=True)
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise DataError(f"song classifier: {len(X)} songs but labels of shape {y.shape}")
+        try:
+            check_classification_targets(y)
+        except ValueError as err:
+            raise DataError(f"song classifier: labels must be classes ({err})") from None
         classes, counts = np.unique(y, return_counts=True)
         rarest = int(counts.min())
         self.classes_ = classes
-        self.n_features_in_ = int(X.shape[1])
         if len(classes) == 1:
             _warn(f"song classifier: all {len(y)} training songs have class {classes[0]}; "
                   "using a constant predictor")
@@ -199,9 +224,9 @@ class SongSVM(ClassifierMixin, BaseEstimator):
                 _warn(f"song classifier: the rarest training class has {rarest} songs; "
                       f"grid search uses {n_splits} folds instead of {self.cv_folds}")
             search = GridSearchCV(
-                make_song_svm(kernel=self.kernel, seed=self.seed, calibration_folds=None),
+                make_song_svm(kernel=self.kernel, random_state=self.random_state, calibration_folds=None),
                 {"svm__C": list(self.C_grid), "svm__gamma": list(self.gamma_grid)},
-                cv=StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.seed),
+                cv=StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state),
                 scoring=self.scoring,
                 n_jobs=1,
             )
@@ -211,8 +236,8 @@ class SongSVM(ClassifierMixin, BaseEstimator):
         if rarest < 2:
             _warn("song classifier: the rarest training class has 1 song; "
                   "probabilities calibrated on the training songs themselves")
-            svm = make_song_svm(C=params["C"], gamma=params["gamma"], kernel=self.kernel, seed=self.seed,
-                                calibration_folds=None).fit(X, y)
+            svm = make_song_svm(C=params["C"], gamma=params["gamma"], kernel=self.kernel,
+                                random_state=self.random_state, calibration_folds=None).fit(X, y)
             everything = np.arange(len(y))  # one "split": decision values of the songs it was fitted on
             estimator = CalibratedClassifierCV(FrozenEstimator(svm), method="sigmoid",
                                                cv=[(everything, everything)])
@@ -223,27 +248,21 @@ class SongSVM(ClassifierMixin, BaseEstimator):
                 logger.info(f"song classifier: the rarest training class has {rarest} songs; probability "
                             f"calibration uses {n_cal} folds instead of {self.calibration_folds}")
             estimator = make_song_svm(C=params["C"], gamma=params["gamma"], kernel=self.kernel,
-                                      seed=self.seed, calibration_folds=n_cal).fit(X, y)
+                                      random_state=self.random_state, calibration_folds=n_cal).fit(X, y)
         self.estimator_ = estimator
         self.best_params_ = params
         return self
 
-    def _fitted_vectors(self, X):
-        check_is_fitted(self, "estimator_")
-        X = self.song_vectors(X)
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"song classifier: songs with {X.shape[1]} features, but it was fitted on "
-                            f"{self.n_features_in_}")
-        return X
-
     def predict(self, X):
         """Class of each song, shape ``(N,)``."""
-        X = self._fitted_vectors(X)
+        check_is_fitted(self, "estimator_")
+        X = self._validated_vectors(X, reset=False)
         return self.estimator_.predict(X)
 
     def predict_proba(self, X):
         """Class probabilities of each song, shape ``(N, len(classes_))`` (columns follow ``classes_``)."""
-        X = self._fitted_vectors(X)
+        check_is_fitted(self, "estimator_")
+        X = self._validated_vectors(X, reset=False)
         return self.estimator_.predict_proba(X)
 
 
@@ -260,7 +279,7 @@ class SongClassifier(SongSVM):
     ---------
     theta : float
         Threshold of the Eq. 10 fraction statistic.
-    C, gamma, kernel, grid_search, C_grid, gamma_grid, cv_folds, scoring, calibration_folds, seed
+    C, gamma, kernel, grid_search, C_grid, gamma_grid, cv_folds, scoring, calibration_folds, random_state
         See :class:`SongSVM`.
 
     Example
@@ -272,12 +291,12 @@ class SongClassifier(SongSVM):
     ([0, 1], 14)
     """
 
-    def __init__(self, theta=0.5, C=1.0, gamma="scale", kernel="rbf", grid_search=False,
+    def __init__(self, *, theta=0.5, C=1.0, gamma="scale", kernel="rbf", grid_search=False,
                  C_grid=DEFAULT_C_GRID, gamma_grid=DEFAULT_GAMMA_GRID, cv_folds=5, scoring="accuracy",
-                 calibration_folds=5, seed=0):
+                 calibration_folds=5, random_state=0):
         super().__init__(C=C, gamma=gamma, kernel=kernel, grid_search=grid_search, C_grid=C_grid,
                          gamma_grid=gamma_grid, cv_folds=cv_folds, scoring=scoring,
-                         calibration_folds=calibration_folds, seed=seed)
+                         calibration_folds=calibration_folds, random_state=random_state)
         self.theta = theta
 
     def _check_params(self):
@@ -303,6 +322,18 @@ class SongClassifier(SongSVM):
         if len(widths) > 1:
             raise DataError(f"song classifier: songs with different numbers of classes {sorted(widths)}")
         return np.stack([song_features(P, theta=self.theta) for P in songs])
+
+    def _validated_vectors(self, X, reset):
+        # not validate_data: X is a list of (S, K) matrices with S differing between songs, not a 2-D
+        # feature matrix; song_vectors checks each matrix (check_probs) and the widths, and
+        # n_features_in_ is the 7 K of the Eq. 10 vectors, set or checked here
+        X = self.song_vectors(X)
+        if reset:
+            self.n_features_in_ = int(X.shape[1])
+        elif X.shape[1] != self.n_features_in_:
+            raise DataError(f"song classifier: songs with {X.shape[1]} features, but it was fitted on "
+                            f"{self.n_features_in_}")
+        return X
 
 
 def predict_song_proba(clf, X, n_classes):

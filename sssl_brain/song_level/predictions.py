@@ -195,7 +195,7 @@ def svm_song_predictions(
         if not np.all(np.isfinite(x)):
             raise DataError(f"song {sid!r}: feature vector holds non-finite values")
         vectors[sid], shape = x, x.shape
-    classifier = SongSVM(grid_search=grid_search, seed=seed, **svm_kwargs)
+    classifier = SongSVM(grid_search=grid_search, random_state=seed, **svm_kwargs)
     return fit_and_predict(classifier, vectors, split_by_song, label_by_song, class_names, train_splits)
 
 
@@ -232,7 +232,7 @@ def song_level_predictions(
     grid_search : bool
         Tune C and gamma on the training songs (see :class:`~sssl_brain.song_level.classifier.SongSVM`).
     seed : int
-        Seed of the SVM and of the grid-search CV.
+        Seed of the SVM and of the grid-search CV (the classifier's ``random_state``).
     train_splits : tuple of str
         Splits whose songs train the SVM.
     **svm_kwargs
@@ -275,7 +275,8 @@ def song_level_predictions(
             raise DataError(f"song {sid!r}: {P.shape[1]} probability columns but {n_classes} classes")
         probs[sid] = P
     labels, splits = _check_song_labels(song_ids, split_by_song, label_by_song, n_classes)
-    classifier = SongClassifier(theta=theta, grid_search=grid_search, seed=seed, **svm_kwargs)
+    classifier = SongClassifier(theta=theta, grid_search=grid_search, random_state=seed,
+                                **svm_kwargs)
     out = fit_and_predict(classifier, probs, splits, labels, class_names, train_splits)
     rows = list(out.rows)
     for name, aggregate in (("majority", majority_vote), ("mean", mean_probability)):

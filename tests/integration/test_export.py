@@ -177,9 +177,9 @@ def test_song_classifier_round_trip(labels, tmp_path):
         warnings.simplefilter("ignore")
         if labels == "features_svm":  # the baseline's SVM over song feature vectors
             X = rng.uniform(size=(16, 7))
-            clf = SongSVM(seed=3, calibration_folds=3).fit(X, y)
+            clf = SongSVM(random_state=3, calibration_folds=3).fit(X, y)
         else:
-            clf = SongClassifier(theta=0.4, seed=3, calibration_folds=3).fit(X, y)
+            clf = SongClassifier(theta=0.4, random_state=3, calibration_folds=3).fit(X, y)
     path = tmp_path / "clf.skops"
     save_song_classifier(clf, path)
     with open(path, "rb") as f:

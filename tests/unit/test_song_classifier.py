@@ -21,7 +21,7 @@ from sssl_brain.utils.model_io import load_song_classifier, save_song_classifier
 
 PARAMS = {"theta": 0.6, "C": 10.0, "gamma": 0.1, "kernel": "rbf", "grid_search": True, "C_grid": [1, 10],
           "gamma_grid": ["scale", 0.1], "cv_folds": 3, "scoring": "accuracy", "calibration_folds": 3,
-          "seed": 7}
+          "random_state": 7}
 
 
 def _songs(n_per_class=6, n_classes=2, seed=0):
@@ -93,11 +93,11 @@ def test_song_classifier_is_the_svm_over_eq10_features_with_its_theta(tmp_path):
     songs, y = _songs(seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = SongClassifier(theta=0.7, seed=2, calibration_folds=3).fit(songs, y)
+        clf = SongClassifier(theta=0.7, random_state=2, calibration_folds=3).fit(songs, y)
         X = np.stack([song_features(P, theta=0.7) for P in songs])
-        svm = SongSVM(seed=2, calibration_folds=3).fit(X, y)
+        svm = SongSVM(random_state=2, calibration_folds=3).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(songs), svm.predict_proba(X))
-    other = SongClassifier(theta=0.2, seed=2, calibration_folds=3).fit(songs, y)
+    other = SongClassifier(theta=0.2, random_state=2, calibration_folds=3).fit(songs, y)
     assert not np.array_equal(other.song_vectors(songs), clf.song_vectors(songs))
     # saved and loaded, the model still applies its own theta
     save_song_classifier(clf, tmp_path / "song_classifier.skops")
@@ -121,3 +121,25 @@ def test_bad_input_and_parameters_name_the_problem():
     clf = SongClassifier(calibration_folds=3).fit(songs, y)
     with pytest.raises(DataError, match="fitted on 14"):
         clf.predict([np.ones((2, 3)) / 3])
+
+
+def test_keyword_only_parameters_and_classification_targets():
+    with pytest.raises(TypeError):
+        SongClassifier(0.5)  # keyword-only, as scikit-learn's estimators
+    with pytest.raises(TypeError):
+        SongSVM(1.0)
+    songs, y = _songs()
+    with pytest.raises(DataError, match="labels must be classes"):
+        SongClassifier().fit(songs, y + 0.5)  # continuous targets: check_classification_targets
+    with pytest.raises(DataError, match="song features"):
+        SongSVM().fit([[0.0, 1.0], [1.0]], [0, 1])  # validate_data: not a 2-D feature matrix
+
+
+def test_a_classifier_saved_with_seed_loads_with_it_as_random_state(tmp_path):
+    songs, y = _songs()
+    clf = SongClassifier(theta=0.5, random_state=4, calibration_folds=3).fit(songs, y)
+    clf.seed = vars(clf).pop("random_state")  # as saved before the rename
+    save_song_classifier(clf, tmp_path / "song_classifier.skops")
+    loaded = load_song_classifier(tmp_path / "song_classifier.skops")
+    assert "seed" not in vars(loaded) and loaded.get_params()["random_state"] == 4
+    np.testing.assert_array_equal(loaded.predict_proba(songs), clf.predict_proba(songs))

@@ -133,8 +133,8 @@ def _blobs(n_per_class, seed, n_classes=2, dim=3):
 def test_svm_separable_and_deterministic():
     X, y = _blobs(15, seed=1)
     Xt, yt = _blobs(10, seed=2)
-    a = SongSVM(seed=3).fit(X, y)
-    b = SongSVM(seed=3).fit(X, y)
+    a = SongSVM(random_state=3).fit(X, y)
+    b = SongSVM(random_state=3).fit(X, y)
     assert [n for n, _ in a.estimator_.steps] == ["scaler", "svm"]
     assert (a.predict(Xt) == yt).all()
     np.testing.assert_array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
@@ -148,8 +148,8 @@ def test_grid_search_picks_from_grid_deterministically():
     X, y = _blobs(12, seed=4, n_classes=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 12 per class: no fallback warning expected
-        a = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0).fit(X, y)
-    b = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), seed=0).fit(X, y)
+        a = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), random_state=0).fit(X, y)
+    b = SongSVM(grid_search=True, C_grid=(0.1, 10), gamma_grid=("scale", 0.1), random_state=0).fit(X, y)
     assert a.best_params_["C"] in (0.1, 10) and a.best_params_["gamma"] in ("scale", 0.1)
     assert a.best_params_ == b.best_params_
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
