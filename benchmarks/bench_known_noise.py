@@ -135,9 +135,10 @@ def run(config, noise, seed, epochs, warmup, lr, folder):
     brain.fit(counter, sets["train"], sets["valid"], train_loader_kwargs={"batch_size": 64, "shuffle": True},
               valid_loader_kwargs={"batch_size": 256})
     wall = time.time() - start
+    # the partition history of every epoch (recovering a checkpoint restores the history up to its epoch)
+    history = [h for h in state.history if h.get("clean_precision", "") != ""]
     selection = brain.recover_selected()
     test_selected = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
-    history = [h for h in state.history if h.get("clean_precision", "") != ""]
     valid_curve = [float(r["valid_acc"]) for r in read_csv_dicts(os.path.join(folder, "epoch_stats.csv"))]
     post = valid_curve[warmup:]
     return {
