@@ -30,9 +30,8 @@ class SegmentBatch:
     """One batch of :class:`DeviceSegments`, with the fields of SpeechBrain's ``PaddedBatch`` that
     ``SSSLBrain`` reads."""
 
-    def __init__(self, segments, order):
-        self._segments, self._order = segments, order  # order: positions, a list of ints
-        idx = torch.as_tensor(order, dtype=torch.long).to(segments.device, non_blocking=True)
+    def __init__(self, segments, order, idx):
+        self._segments, self._order = segments, order  # order: positions, a list of ints; idx: on the device
         ones = torch.ones(len(order), device=segments.device)
         self.feats = PaddedData(segments.features_of(idx), ones)
         self.label = PaddedData(segments.labels[idx].unsqueeze(1), ones)
@@ -122,8 +121,11 @@ class DeviceSegments:
     def batches(self, batch_size, positions=None):
         """Batches over ``positions`` (default: every segment) in order, ``batch_size`` at a time."""
         positions = list(range(len(self))) if positions is None else list(positions)
+        # one host-to-device copy per pass, not per batch (a pageable copy waits for the queued kernels)
+        idx = torch.as_tensor(positions, dtype=torch.long).to(self.device)
         for first in range(0, len(positions), int(batch_size)):
-            yield SegmentBatch(self, positions[first:first + int(batch_size)])
+            last = first + int(batch_size)
+            yield SegmentBatch(self, positions[first:last], idx[first:last])
 
     def loader(self, batch_size, shuffle=False, positions=None):
         """A ``DataLoader`` of batches (``Brain.fit`` takes it as it is).
