@@ -17,12 +17,15 @@ Configurations (``--configs``):
 * ``ce``: cross-entropy on the noisy labels (``method: inherit``);
 * ``sssl_paper``: SSSL as the paper states it (``prior_weight: 0``, the yaml's other options);
 * ``sssl``: SSSL with the yaml's defaults (class-prior penalty on);
-* ``proposed_star``: ``sssl_paper`` without R-Drop (lambda 0).
+* ``proposed_star``: ``sssl_paper`` without R-Drop (lambda 0);
+* ``<config>+ema``: the same with the mean teacher (``ema_decay`` = ``--ema_decay``), which
+  serves the partition, the guesses, validation and the test predictions.
 
 Per run: the test accuracy against the clean labels at the last epoch, at the
-epoch selected on the (noisy) validation accuracy (what the recipe outputs) and
-its best over epochs (an oracle, for reading only); the clean set's precision
-and recall over the SSSL epochs; the swing (standard deviation of the
+epoch selected on the (noisy) validation accuracy (what the recipe outputs), at the
+epoch selected among the post-warm-up epochs only (from the per-epoch curves; for SSSL, a
+warm-up checkpoint is plain cross-entropy) and its best over epochs (an oracle, for reading
+only); the clean set's precision and recall over the SSSL epochs; the swing (standard deviation of the
 validation accuracy over the post-warm-up epochs). Written to
 ``<out>/known_noise.md`` / ``.json`` with the per-epoch test curves.
 
@@ -106,10 +109,18 @@ class CurveBrain(SSSLBrain):
             self.test_curve.append(float((probs.argmax(1) == self.test_set.truth_np).mean()))
 
 
-def run(config, noise, seed, epochs, warmup, lr, folder):
+def config_options(config, ema_decay):
+    """The Brain options of ``config`` (a name of CONFIGS, optionally with ``+ema``)."""
+    base, _, suffix = config.partition("+")
+    if base not in CONFIGS or suffix not in ("", "ema"):
+        raise SystemExit(f"--configs: {config!r} is not one of {', '.join(CONFIGS)}, optionally with +ema")
+    return {**CONFIGS[base], "ema_decay": float(ema_decay) if suffix == "ema" else None}
+
+
+def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99):
     """One training run; returns its row (see the module docstring)."""
     images, clean, noisy, split = noisy_split(seed, noise)
-    opts = dict(CONFIGS[config])
+    opts = config_options(config, ema_decay)
     labels = clean if opts.pop("clean_labels", False) else noisy
     cache = ImageCache(images)
     sets = {name: DeviceSegments(rows(split[name], labels if name != "test" else clean, clean), cache, "cpu")
@@ -141,11 +152,14 @@ def run(config, noise, seed, epochs, warmup, lr, folder):
     test_selected = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
     valid_curve = [float(r["valid_acc"]) for r in read_csv_dicts(os.path.join(folder, "epoch_stats.csv"))]
     post = valid_curve[warmup:]
+    post_best = warmup + int(np.argmax(post)) if post else None  # the first best, as the checkpointer
     return {
         "config": config, "noise": noise, "seed": seed, "epochs": epochs, "warmup": warmup,
         "test_last": brain.test_curve[-1], "test_selected": test_selected,
         "selected_epoch": selection["selected_epoch"],
         "selected_in_warmup": selection.get("selected_in_warmup"),
+        "test_selected_post_warmup": brain.test_curve[post_best] if post else None,
+        "selected_epoch_post_warmup": None if post_best is None else post_best + 1,
         "test_best_oracle": max(brain.test_curve),
         "x_precision": float(np.mean([float(h["clean_precision"]) for h in history])) if history else None,
         "x_recall": float(np.mean([float(h["clean_recall"]) for h in history])) if history else None,
@@ -166,6 +180,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema_decay", type=float, default=0.99, help="ema_decay of the +ema configs")
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "known_noise"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -173,28 +188,31 @@ def main(argv=None):
     results = []
     for noise in (float(n) for n in args.noise.split(",")):
         for config in args.configs.split(","):
-            if config not in CONFIGS:
-                raise SystemExit(f"--configs: {config!r} is not one of {', '.join(CONFIGS)}")
+            config_options(config, args.ema_decay)  # a wrong name stops here
             if config == "clean" and any(r["config"] == "clean" for r in results):
                 continue  # the ceiling does not depend on the noise
             for seed in (int(s) for s in args.seeds.split(",")):
                 with tempfile.TemporaryDirectory() as folder:
-                    row = run(config, noise, seed, args.epochs, args.warmup, args.lr, folder)
+                    row = run(config, noise, seed, args.epochs, args.warmup, args.lr, folder, args.ema_decay)
                 results.append(row)
                 print(f"noise {noise:.0%} {config} seed {seed}: test last {pct(row['test_last'])}, selected "
-                      f"{pct(row['test_selected'])} (epoch {row['selected_epoch']}), oracle best "
+                      f"{pct(row['test_selected'])} (epoch {row['selected_epoch']}), post-warm-up selected "
+                      f"{pct(row['test_selected_post_warmup'])}, oracle best "
                       f"{pct(row['test_best_oracle'])}, X precision {pct(row['x_precision'])} recall "
                       f"{pct(row['x_recall'])}, swing {pct(row['swing'])} ({row['wall_s']:.0f} s)",
                       flush=True)
     lines = [f"digits, symmetric noise, {args.epochs} epochs ({args.warmup} warm-up), Adam {args.lr:g} -> "
-             f"{args.lr / 10:g}, seeds {args.seeds}; test accuracy vs the clean labels, %", "",
-             "| noise | config | seed | last | selected on valid (epoch) | oracle best | X precision "
-             "| X recall | swing (std of valid acc after warm-up) |", "|---|---|---|---|---|---|---|---|---|"]
+             f"{args.lr / 10:g}, seeds {args.seeds}, ema_decay of +ema {args.ema_decay:g}; test accuracy "
+             f"vs the clean labels, %", "",
+             "| noise | config | seed | last | selected on valid (epoch) | selected after warm-up (epoch) "
+             "| oracle best | X precision | X recall | swing (std of valid acc after warm-up) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         noise = "any" if r["config"] == "clean" else f"{r['noise']:.0%}"
         lines.append(f"| {noise} | {r['config']} | {r['seed']} | {pct(r['test_last'])} | "
                      f"{pct(r['test_selected'])} "
                      f"({r['selected_epoch']}{', warm-up' if r['selected_in_warmup'] else ''}) | "
+                     f"{pct(r['test_selected_post_warmup'])} ({r['selected_epoch_post_warmup']}) | "
                      f"{pct(r['test_best_oracle'])} | {pct(r['x_precision'])} | {pct(r['x_recall'])} | "
                      f"{pct(r['swing'])} |")
     table = "\n".join(lines) + "\n"

@@ -38,6 +38,7 @@ from sssl_brain.inference.model_folder import (
     load_weights,
     read_weights,
 )
+from sssl_brain.method.teacher import teacher_model_state
 from sssl_brain.utils.errors import ModelFolderError, SSSLError
 from sssl_brain.utils.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sssl_brain.utils.model_io import dumps_song_classifier, load_song_classifier, sha256_file
@@ -103,9 +104,20 @@ def find_checkpoint(fold_dir, checkpoint=None):
     return max(found)[2]
 
 
-def _fold_model(hp, weights_path, source):
-    """The fold's trained VGG16; records in ``hp`` the input normalisation size its weights hold."""
-    state = read_weights(weights_path)
+#: The mean teacher's weights in a checkpoint folder (the Brain's recoverable ``teacher``).
+TEACHER_FILE = "teacher.ckpt"
+
+
+def _fold_model(hp, ckpt, source):
+    """The fold's served VGG16 of checkpoint folder ``ckpt``: the mean teacher (``teacher.ckpt``, with
+    ``ema_decay``) where it was trained, else ``model.ckpt``; records in ``hp`` the input normalisation
+    size its weights hold."""
+    weights_path = os.path.join(ckpt, TEACHER_FILE)
+    if os.path.isfile(weights_path):
+        state = teacher_model_state(read_weights(weights_path))
+    else:
+        weights_path = os.path.join(ckpt, "model.ckpt")
+        state = read_weights(weights_path)
     mean = state.get("input_mean")
     hp["model"]["n_mels"] = int(mean.numel()) if mean is not None and mean.numel() > 1 else None
     model = build_model(hp, source=source)
@@ -222,7 +234,7 @@ def export_fold(fold_dir, out_dir, checkpoint=None, overwrite=False):
         raise ModelFolderError(f"{config_path}: not valid JSON ({err})") from None
     hp = hparams_from_fold_config(config, source=config_path)
     ckpt = find_checkpoint(fold_dir, checkpoint)
-    model = _fold_model(hp, os.path.join(ckpt, "model.ckpt"), config_path)
+    model = _fold_model(hp, ckpt, config_path)
 
     clf_path = os.path.join(fold_dir, FOLD_CLASSIFIER_FILE)
     if not os.path.isfile(clf_path):

@@ -6,11 +6,16 @@ Per training epoch after ``warmup_epochs`` (docs/method.md, "One SSSL epoch, in 
    (eval mode, no grad; under DDP each rank a shard, gathered) and
    :func:`sssl_brain.method.partition.partition_segments` splits them (Eq. 3):
    X = {w_i > tau} are labeled, U the rest; rank 0 fits, every rank gets its partition.
-2. ``fit_batch`` replaces the labels of U by sharpened predictions (Eq. 4-5),
+2. ``fit_batch`` replaces the labels of U by sharpened predictions of the eval-mode
+   serving model (Eq. 4-5),
    mixes inputs and targets (Eq. 6-7), adds the R-Drop symmetric KL of two
    dropout passes of U (Eq. 8) and minimises L_MIX + lambda * L_KL (Eq. 9),
    keeping everything SpeechBrain's ``fit_batch`` does (gradient
    accumulation, ``no_sync``, ``training_ctx``, the grad scaler, ``optimizers_step``).
+
+With ``ema_decay`` a :class:`~sssl_brain.method.teacher.MeanTeacher` (the EMA of the
+weights and batch-norm buffers, updated after every optimiser step) is the serving model:
+the partition pass, U's guesses, validation, selection, predictions and export use it.
 
 ``method`` selects ``sssl``, ``proposed_star`` (lambda = 0) or ``inherit``
 (plain cross-entropy on inherited labels, no partition). The settings are
@@ -45,6 +50,7 @@ from sssl_brain.method.sssl import (
     sssl_loss,
     symmetric_kl,
 )
+from sssl_brain.method.teacher import MeanTeacher
 from sssl_brain.utils.errors import SSSLError
 
 
@@ -67,6 +73,13 @@ class SSSLBrain(sb.Brain):
         hparams = {**vars(self.hparams), "modules": self.modules}
         check_sssl_hparams(hparams, {"device": self.device, "distributed_launch": self.distributed_launch})
         self.modules["model"] = SSSLForward(self.modules["model"]).to(self.device)
+        self.student = self.modules["model"].model  # the trained VGG16 (DDP wraps the SSSLForward around it)
+        #: the EMA of the student (``ema_decay``), kept out of ``modules`` so the optimiser never sees it
+        self.teacher = None
+        if self.hparams.ema_decay is not None:
+            self.teacher = MeanTeacher(self.student, float(self.hparams.ema_decay)).to(self.device)
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("teacher", self.teacher)
         self.state = getattr(self.hparams, "partition_state", None) or selection.PartitionState()
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("partition_state", self.state)
@@ -87,6 +100,12 @@ class SSSLBrain(sb.Brain):
     @property
     def method(self):
         return self.hparams.method
+
+    @property
+    def serving_model(self):
+        """The model that serves (partition pass, guesses, validation, predictions): the teacher, else the
+        student."""
+        return self.teacher.module if self.teacher is not None else self.student
 
     def uses_partition(self, epoch):
         """True when this epoch trains with SSSL (after the warm-up, not the baseline)."""
@@ -125,8 +144,29 @@ class SSSLBrain(sb.Brain):
 
     # ------------------------------------------------------------ forward/loss
     def compute_forward(self, batch, stage):
-        """Logits of a batch of segments."""
-        return self.modules.model(batch.feats.data.to(self.device))
+        """Logits of a batch of segments: the student in training, the serving model otherwise."""
+        model = self.modules.model if stage == sb.Stage.TRAIN or self.teacher is None else self.teacher
+        return model(batch.feats.data.to(self.device))
+
+    def guess_probs(self, u_x):
+        """U's guess of this step (Eq. 4, before sharpening): the eval-mode serving model, no grad.
+
+        The same computation for ``sssl`` and ``proposed_star`` (R-Drop on or off), so the
+        ablation changes only lambda.
+        """
+        model = self.serving_model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return torch.softmax(model(u_x).float(), dim=-1)
+        finally:
+            model.train(was_training)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Updates the teacher after each optimiser step (``ema_decay``)."""
+        if should_step and self.teacher is not None:
+            self.teacher.update_parameters(self.student)
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy against the inherited labels (warm-up, baseline, validation)."""
@@ -141,7 +181,8 @@ class SSSLBrain(sb.Brain):
         DivideMix refinement ``w y + (1 - w) p`` (p from the epoch-start partition pass); U gets
         the sharpened guess of ``pseudo_labels`` (``step``: this step's prediction, the paper;
         ``co_guess``: its mean with the epoch-start prediction; ``epoch``: the epoch-start
-        prediction alone); with ``unlabeled_targets: refined`` the guess is first blended with U's
+        prediction alone; each from the serving model in eval mode, :meth:`guess_probs`); with
+        ``unlabeled_targets: refined`` the guess is first blended with U's
         inherited label by the clean posterior (:func:`sssl_brain.method.sssl.refine_labels`).
 
         Returns ``(loss, parts)``, parts: ``l_mix``, ``l_kl``, ``l_prior`` and ``n_u`` (|U| in the batch).
@@ -162,19 +203,20 @@ class SSSLBrain(sb.Brain):
         mixed_x = mix_pairs(feats, delta, perm)  # Eq. 6; the targets are mixed below, once U has its guesses
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
         source = hp.pseudo_labels if epoch_probs is not None else "step"
-        l_kl, step_probs = None, None
-        if n_u == 0 or (source == "epoch" and lam == 0):
-            logits = self.modules.model(mixed_x)
-        else:
-            out = self.modules.model(mixed_x, u_x=feats[noisy], rdrop=lam > 0)
-            logits, step_probs = out["logits"], out["u_probs"]
-            if lam > 0:
-                l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())  # Eq. 8
-                if hp.rdrop_reduction == "batch":
-                    l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
+        l_kl = None
         if n_u:
-            guess = {"step": lambda: step_probs, "epoch": lambda: epoch_probs[noisy],
-                     "co_guess": lambda: co_guess(step_probs, epoch_probs[noisy])}[source]()
+            u_x = feats[noisy]
+            guess = {"step": lambda: self.guess_probs(u_x), "epoch": lambda: epoch_probs[noisy],
+                     "co_guess": lambda: co_guess(self.guess_probs(u_x), epoch_probs[noisy])}[source]()
+        if n_u and lam > 0:
+            out = self.modules.model(mixed_x, u_x=feats[noisy])
+            logits = out["logits"]
+            l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())  # Eq. 8
+            if hp.rdrop_reduction == "batch":
+                l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
+        else:
+            logits = self.modules.model(mixed_x)
+        if n_u:
             if hp.unlabeled_targets == "refined":
                 guess = refine_labels(targets[noisy], guess, self.clean_prob[index][noisy])
             targets = replace_unlabeled_targets(targets, noisy, sharpen(guess, temperature))  # Eq. 4-5
@@ -352,7 +394,7 @@ class SSSLBrain(sb.Brain):
         try:
             with torch.inference_mode(), self.evaluation_ctx:
                 for batch in loader:
-                    yield batch, self.modules.model(batch.feats.data.to(self.device)).float()
+                    yield batch, self.serving_model(batch.feats.data.to(self.device)).float()
         finally:
             self.modules.train(was_training)
 

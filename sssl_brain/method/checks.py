@@ -117,7 +117,7 @@ BRAIN_HPARAMS = (
     "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
     *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
-    "collapse_margin", "selection_metric",
+    "collapse_margin", "selection_metric", "ema_decay",
 )
 #: The optional objects the Brain uses when they are given (see :class:`sssl_brain.method.brain.SSSLBrain`).
 OPTIONAL_BRAIN_HPARAMS = ("partition_state", "train_logger", "output_folder", "lr_annealing")
@@ -166,6 +166,10 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
     for key, allowed in choices:
         if hparams[key] not in allowed:
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
+    decay = hparams["ema_decay"]
+    if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                              or not 0.0 <= float(decay) < 1.0):
+        raise ConfigError(f"ema_decay={decay!r}: must be in [0, 1), or null (no mean teacher)")
     if not 0.0 <= float(hparams["collapse_margin"]) <= 1.0:
         raise ConfigError(f"collapse_margin={hparams['collapse_margin']!r}: must be in [0, 1]")
     check_fallback_thresholds(**partition_fallback_options(hparams), prefix="partition_")

@@ -10,6 +10,9 @@ class SSSLForward(torch.nn.Module):
     used through the wrapped module). The two R-Drop passes share one pass
     through the convolutional trunk: the trunk has no dropout, so in train
     mode both passes would compute the same trunk output for the same batch.
+    U's guesses (Eq. 4) are not computed here: the Brain takes them from the
+    eval-mode serving model (:meth:`sssl_brain.method.brain.SSSLBrain.guess_probs`),
+    the same way whether R-Drop is on or off.
 
     Arguments
     ---------
@@ -21,8 +24,8 @@ class SSSLForward(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, u_x=None, rdrop=True):
-        """Logits of ``x``; with ``u_x``, also the U predictions and R-Drop logits.
+    def forward(self, x, u_x=None):
+        """Logits of ``x``; with ``u_x``, also the two R-Drop dropout passes of U (Eq. 8).
 
         Arguments
         ---------
@@ -30,42 +33,17 @@ class SSSLForward(torch.nn.Module):
             (Mixed) batch, (B, T, F).
         u_x : torch.Tensor, optional
             The unmixed U samples of the batch.
-        rdrop : bool
-            Compute the two dropout passes of U (lambda > 0).
 
         Returns
         -------
         torch.Tensor or dict
-            Logits of ``x`` alone, or a dict with ``logits``, ``u_probs``
-            (no grad, dropout off), ``u_logits_a`` and ``u_logits_b``.
+            Logits of ``x`` alone, or a dict with ``logits``, ``u_logits_a`` and ``u_logits_b``.
         """
         if u_x is None:
             return self.model(x)
-        if not rdrop:
-            with torch.no_grad():  # the model's prediction in eval mode (no dropout, running BN stats)
-                was_training = self.model.training
-                self.model.eval()
-                u_probs = torch.softmax(self.model(u_x).float(), dim=-1)
-                self.model.train(was_training)
-            return {"logits": self.model(x), "u_probs": u_probs, "u_logits_a": None, "u_logits_b": None}
         # one trunk pass over the mixed batch and the U samples (a single batch,
         # so batch norm never sees a lone sample), then the head per use
         h = self.model.trunk(torch.cat([x, u_x]))
         h_x, h_u = h[: x.shape[0]], h[x.shape[0]:]
-        with torch.no_grad():
-            u_probs = _eval_head_probs(self.model, h_u.detach())
-        return {"logits": self.model.head(h_x), "u_probs": u_probs,
-                "u_logits_a": self.model.head(h_u), "u_logits_b": self.model.head(h_u)}
-
-
-def _eval_head_probs(model, h):
-    """Class probabilities of the head with its dropout switched off (no grad)."""
-    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-    states = [m.training for m in dropouts]
-    for m in dropouts:
-        m.eval()
-    try:
-        return torch.softmax(model.head(h).float(), dim=-1)
-    finally:
-        for m, s in zip(dropouts, states):
-            m.train(s)
+        return {"logits": self.model.head(h_x), "u_logits_a": self.model.head(h_u),
+                "u_logits_b": self.model.head(h_u)}

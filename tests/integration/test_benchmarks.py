@@ -42,10 +42,14 @@ def test_known_noise_benchmark_measures_what_it_reports(tmp_path):
         idx = split[part]
         assert abs((noisy[idx] != clean[idx]).mean() - 0.4) < 0.06
     assert (noisy[split["test"]] == clean[split["test"]]).all()  # the test labels stay clean
-    rows = bench_known_noise.main(["--noise", "0.4", "--configs", "ce,sssl_paper", "--epochs", "3",
+    rows = bench_known_noise.main(["--noise", "0.4", "--configs", "ce,sssl_paper,sssl_paper+ema",
+                                   "--epochs", "3",
                                    "--warmup", "1", "--out", str(tmp_path)])
-    ce, sssl = rows
+    ce, sssl, ema = rows
+    assert ema["test_curve"] != sssl["test_curve"]  # the teacher serves the test predictions
+    post = sssl["selected_epoch_post_warmup"]
+    assert post > 1 and sssl["test_selected_post_warmup"] == sssl["test_curve"][post - 1]
     assert len(ce["test_curve"]) == len(sssl["test_curve"]) == 3
     assert ce["x_precision"] is None and 0 <= sssl["x_precision"] <= 1 and 0 <= sssl["x_recall"] <= 1
     assert ce["test_selected"] in ce["test_curve"] and max(ce["test_curve"]) == ce["test_best_oracle"]
-    assert (tmp_path / "known_noise.md").read_text().count("| 40% |") == 2
+    assert (tmp_path / "known_noise.md").read_text().count("| 40% |") == 3

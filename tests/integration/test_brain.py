@@ -123,11 +123,9 @@ def test_rdrop_passes_share_one_trunk_pass():
     model.train()
     x = torch.randn(4, 12, 16)
     torch.testing.assert_close(model.trunk(x), model.trunk(x))  # same computation in train mode
-    out = SSSLForward(model)(x, u_x=x[:2], rdrop=True)
-    assert out["logits"].shape == (4, 2) and out["u_probs"].shape == (2, 2)
+    out = SSSLForward(model)(x, u_x=x[:2])
+    assert out["logits"].shape == (4, 2) and out["u_logits_a"].shape == (2, 2)
     assert not torch.allclose(out["u_logits_a"], out["u_logits_b"])  # head dropout differs
-    model.eval()
-    torch.testing.assert_close(out["u_probs"], torch.softmax(model(x[:2]), -1))  # pseudo-labels: no dropout
 
 
 @pytest.mark.parametrize("key,value", [("tau", 1.5), ("tau", 0.0), ("method", "dividemix"),

@@ -1,0 +1,128 @@
+"""The mean teacher: an exponential moving average of the model's weights and batch-norm buffers.
+
+With ``ema_decay`` set (yaml), :class:`~sssl_brain.method.brain.SSSLBrain` keeps
+a :class:`MeanTeacher` beside the trained model (the student), updated after
+every optimiser step, and the teacher is the model that serves: the
+partition pass (Eq. 3), U's guesses (Eq. 4), validation and model
+selection, the predictions of stage 2 and the export. Averaging the weights
+damps the epoch-to-epoch swings of a noisy-label run and the memorisation
+of the last epochs (Tarvainen & Valpola, "Mean teachers are better role
+models", NeurIPS 2017; docs/method.md, "Mean teacher"). The batch-norm running
+statistics are averaged with the weights (``use_buffers=True``), so the
+teacher's statistics follow its own weights rather than the student's last
+batches.
+
+The average starts as the plain mean of the first updates and becomes
+exponential: the decay of update ``n`` is ``min(ema_decay, 1 - 1 / (n + 1))``
+(:func:`ema_decay_at`, the ramp of the mean-teacher code), so the first
+epochs' teacher is not dominated by the random initial weights.
+"""
+
+import functools
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+#: Prefix of the averaged module's entries in :class:`MeanTeacher`'s state dict.
+_MODULE_PREFIX = "module."
+
+
+def ema_decay_at(decay, n_averaged):
+    """The decay of the ``n_averaged``-th update: ``min(decay, 1 - 1 / (n + 1))`` (mean teacher's ramp).
+
+    Arguments
+    ---------
+    decay : float
+        ``ema_decay`` of the yaml, in [0, 1).
+    n_averaged : int
+        Updates averaged so far (at least 1: torch's first update copies the model).
+
+    Returns
+    -------
+    float
+        The weight of the average; ``1 - decay`` goes to the current model.
+
+    Example
+    -------
+    >>> ema_decay_at(0.99, 1), ema_decay_at(0.99, 3), ema_decay_at(0.99, 1000)
+    (0.5, 0.75, 0.99)
+    """
+    return min(float(decay), 1.0 - 1.0 / (int(n_averaged) + 1))
+
+
+def ema_average(averaged, current, n_averaged, decay):
+    """One EMA update of a tensor: ``d * averaged + (1 - d) * current``, d = :func:`ema_decay_at`.
+
+    Integer tensors (batch norm's ``num_batches_tracked``) take the current value.
+    The ``avg_fn`` of :class:`torch.optim.swa_utils.AveragedModel`.
+
+    Arguments
+    ---------
+    averaged : torch.Tensor
+        The teacher's value.
+    current : torch.Tensor
+        The student's value.
+    n_averaged : torch.Tensor or int
+        Updates averaged so far.
+    decay : float
+        ``ema_decay``.
+
+    Returns
+    -------
+    torch.Tensor
+        The new teacher value.
+
+    Example
+    -------
+    >>> ema_average(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 1000, 0.9)
+    tensor([0.9000, 0.1000])
+    >>> ema_average(torch.tensor(3), torch.tensor(7), 5, 0.9)
+    tensor(7)
+    """
+    if not averaged.is_floating_point():
+        return current
+    return torch.lerp(averaged, current.to(averaged.dtype), 1.0 - ema_decay_at(decay, n_averaged))
+
+
+class MeanTeacher(AveragedModel):
+    """The EMA copy of a model (weights and batch-norm buffers), always in eval mode.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The student (copied; the copy is averaged by :meth:`update_parameters` after each optimiser step).
+    decay : float
+        ``ema_decay`` in [0, 1); the ramp of :func:`ema_decay_at` applies.
+
+    Example
+    -------
+    >>> student = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = torch.nn.init.zeros_(student.weight)
+    >>> teacher = MeanTeacher(student, decay=0.5)
+    >>> for value in (2.0, 4.0, 8.0):
+    ...     _ = student.weight.data.fill_(value)
+    ...     teacher.update_parameters(student)
+    >>> teacher.module.weight.item(), teacher.training   # 2, then mean(2, 4) = 3, then 0.5 * 3 + 0.5 * 8
+    (5.5, False)
+    """
+
+    def __init__(self, model, decay):
+        super().__init__(model, avg_fn=functools.partial(ema_average, decay=float(decay)), use_buffers=True)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode=True):
+        """Stays in eval mode (no dropout, running batch-norm statistics) whatever ``mode`` says."""
+        return super().train(False)
+
+
+def teacher_model_state(state):
+    """The averaged model's own state dict from a saved :class:`MeanTeacher` state (for the export).
+
+    Example
+    -------
+    >>> teacher_model_state({"n_averaged": torch.tensor(3), "module.weight": torch.ones(1)})
+    {'weight': tensor([1.])}
+    """
+    return {k[len(_MODULE_PREFIX):]: v for k, v in state.items() if k.startswith(_MODULE_PREFIX)}
