@@ -23,10 +23,11 @@ Configurations (``--configs``):
 
 Per run: the test accuracy against the clean labels at the last epoch, at the
 epoch selected on the (noisy) validation accuracy (what the recipe outputs), at the
-epoch selected among the post-warm-up epochs only (from the per-epoch curves; for SSSL, a
-warm-up checkpoint is plain cross-entropy) and its best over epochs (an oracle, for reading
-only); the clean set's precision and recall over the SSSL epochs; the swing (standard deviation of the
-validation accuracy over the post-warm-up epochs). Written to
+epoch selected among the post-warm-up epochs only (``selection_scope: post_warmup``; for
+SSSL, a warm-up checkpoint is plain cross-entropy; the baseline is selected among all) and
+its best over epochs (an oracle, for reading only); the clean set's precision and recall
+over the SSSL epochs; the swing (standard deviation of the validation accuracy over the
+post-warm-up epochs). Written to
 ``<out>/known_noise.md`` / ``.json`` with the per-epoch test curves.
 
 Usage::
@@ -53,7 +54,7 @@ from synthetic import brain_hparams  # noqa: E402
 from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.lobes.vgg16 import VGG16  # noqa: E402
 from sssl_brain.method.brain import SSSLBrain  # noqa: E402
-from sssl_brain.method.selection import PartitionState  # noqa: E402
+from sssl_brain.method.selection import PartitionState, recover_selected  # noqa: E402
 from sssl_brain.utils.io_utils import atomic_write_json, atomic_write_text, read_csv_dicts  # noqa: E402
 
 CONFIGS = {
@@ -152,14 +153,16 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99):
     test_selected = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
     valid_curve = [float(r["valid_acc"]) for r in read_csv_dicts(os.path.join(folder, "epoch_stats.csv"))]
     post = valid_curve[warmup:]
-    post_best = warmup + int(np.argmax(post)) if post else None  # the first best, as the checkpointer
+    post_selection = recover_selected(checkpointer, "valid_acc", hp["method"], warmup, False,
+                                      scope="post_warmup")
+    test_post = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
     return {
         "config": config, "noise": noise, "seed": seed, "epochs": epochs, "warmup": warmup,
         "test_last": brain.test_curve[-1], "test_selected": test_selected,
         "selected_epoch": selection["selected_epoch"],
         "selected_in_warmup": selection.get("selected_in_warmup"),
-        "test_selected_post_warmup": brain.test_curve[post_best] if post else None,
-        "selected_epoch_post_warmup": None if post_best is None else post_best + 1,
+        "test_selected_post_warmup": test_post,
+        "selected_epoch_post_warmup": post_selection["selected_epoch"],
         "test_best_oracle": max(brain.test_curve),
         "x_precision": float(np.mean([float(h["clean_precision"]) for h in history])) if history else None,
         "x_recall": float(np.mean([float(h["clean_recall"]) for h in history])) if history else None,

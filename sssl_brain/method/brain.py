@@ -370,7 +370,8 @@ class SSSLBrain(sb.Brain):
     def recover_selected(self):
         """Loads the checkpoint that ``selection_metric`` selects (:func:`.selection.recover_selected`)."""
         return selection.recover_selected(self.checkpointer, self.hparams.selection_metric, self.method,
-                                          self.hparams.warmup_epochs, self.valid_is_absent)
+                                          self.hparams.warmup_epochs, self.valid_is_absent,
+                                          scope=self.hparams.selection_scope)
 
     @property
     def valid_is_absent(self):

@@ -100,6 +100,8 @@ UNLABELED_TARGETS = ("guess", "refined")
 #: ``last``: no selection.
 SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("song_acc", "max"),
                      "valid_loss": ("loss", "min"), "last": (None, None)}
+#: Which epochs an SSSL method is selected among: all, or its SSSL epochs after the warm-up.
+SELECTION_SCOPES = ("all", "post_warmup")
 #: Settings that act only after the warm-up (the SSSL step) or only in stage 2: the warm-up epochs of
 #: a fold are the same for every method whatever their values (see ``share_warmup``).
 AFTER_WARMUP_HPARAMS = (
@@ -107,7 +109,7 @@ AFTER_WARMUP_HPARAMS = (
     "gmm_tol", "gmm_reg_covar", "gmm_per_class", *(f"partition_{k}" for k in FALLBACK_THRESHOLDS),
     "plot_partition", "prior_weight", "refine_labels",
     "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
-    "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs",
+    "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs", "selection_scope",
 )
 #: Every key the Brain reads from its hyperparameters. Each one is set in ``hparams/vgg16_sssl.yaml``,
 #: the one source of their values: a missing key is a ConfigError naming it (:func:`check_sssl_hparams`),
@@ -117,7 +119,7 @@ BRAIN_HPARAMS = (
     "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
     *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
-    "collapse_margin", "selection_metric", "ema_decay",
+    "collapse_margin", "selection_metric", "selection_scope", "ema_decay",
 )
 #: The optional objects the Brain uses when they are given (see :class:`sssl_brain.method.brain.SSSLBrain`).
 OPTIONAL_BRAIN_HPARAMS = ("partition_state", "train_logger", "output_folder", "lr_annealing")
@@ -162,7 +164,7 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
     choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES), ("rdrop_reduction", RDROP_REDUCTIONS),
                ("unlabeled_targets", UNLABELED_TARGETS),
-               ("selection_metric", tuple(SELECTION_METRICS)))
+               ("selection_metric", tuple(SELECTION_METRICS)), ("selection_scope", SELECTION_SCOPES))
     for key, allowed in choices:
         if hparams[key] not in allowed:
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
