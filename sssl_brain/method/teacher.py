@@ -51,37 +51,36 @@ def ema_decay_at(decay, n_averaged):
 
 
 def ema_average(averaged, current, n_averaged, decay):
-    """One EMA update of a tensor: ``d * averaged + (1 - d) * current``, d = :func:`ema_decay_at`.
+    """One EMA update, in place: ``a <- d * a + (1 - d) * c`` for each pair, d = :func:`ema_decay_at`.
 
     Integer tensors (batch norm's ``num_batches_tracked``) take the current value.
-    The ``avg_fn`` of :class:`torch.optim.swa_utils.AveragedModel`.
+    The ``multi_avg_fn`` of :class:`torch.optim.swa_utils.AveragedModel` (tensors grouped by dtype).
 
     Arguments
     ---------
-    averaged : torch.Tensor
-        The teacher's value.
-    current : torch.Tensor
-        The student's value.
+    averaged : list of torch.Tensor
+        The teacher's tensors (updated in place).
+    current : list of torch.Tensor
+        The student's tensors, same order.
     n_averaged : torch.Tensor or int
         Updates averaged so far.
     decay : float
         ``ema_decay``.
 
-    Returns
-    -------
-    torch.Tensor
-        The new teacher value.
-
     Example
     -------
-    >>> ema_average(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 1000, 0.9)
-    tensor([0.9000, 0.1000])
-    >>> ema_average(torch.tensor(3), torch.tensor(7), 5, 0.9)
-    tensor(7)
+    >>> a, n = [torch.tensor([1.0, 0.0])], [torch.tensor(3)]
+    >>> ema_average(a, [torch.tensor([0.0, 1.0])], 1000, 0.9); a
+    [tensor([0.9000, 0.1000])]
+    >>> ema_average(n, [torch.tensor(7)], 5, 0.9); n
+    [tensor(7)]
     """
-    if not averaged.is_floating_point():
-        return current
-    return torch.lerp(averaged, current.to(averaged.dtype), 1.0 - ema_decay_at(decay, n_averaged))
+    if not averaged:
+        return
+    if not averaged[0].is_floating_point():
+        torch._foreach_copy_(averaged, current)
+        return
+    torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, n_averaged))
 
 
 class MeanTeacher(AveragedModel):
@@ -107,7 +106,8 @@ class MeanTeacher(AveragedModel):
     """
 
     def __init__(self, model, decay):
-        super().__init__(model, avg_fn=functools.partial(ema_average, decay=float(decay)), use_buffers=True)
+        super().__init__(model, multi_avg_fn=functools.partial(ema_average, decay=float(decay)),
+                         use_buffers=True)
         for p in self.parameters():
             p.requires_grad_(False)
         self.train(False)
