@@ -118,10 +118,30 @@ def config_options(config, ema_decay):
     return {**CONFIGS[base], "ema_decay": float(ema_decay) if suffix == "ema" else None}
 
 
-def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99):
-    """One training run; returns its row (see the module docstring)."""
+def parse_settings(items):
+    """``--set key=value`` items as Brain options (values parsed as yaml).
+
+    Example
+    -------
+    >>> parse_settings(["pseudo_labels=epoch", "tau=0.6", "ema_decay=null"])
+    {'pseudo_labels': 'epoch', 'tau': 0.6, 'ema_decay': None}
+    """
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: write key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, settings=None):
+    """One training run; returns its row (see the module docstring). ``settings``: options set on
+    every config (``--set``)."""
     images, clean, noisy, split = noisy_split(seed, noise)
-    opts = config_options(config, ema_decay)
+    opts = {**config_options(config, ema_decay), **(settings or {})}
     labels = clean if opts.pop("clean_labels", False) else noisy
     cache = ImageCache(images)
     sets = {name: DeviceSegments(rows(split[name], labels if name != "test" else clean, clean), cache, "cpu")
@@ -184,6 +204,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ema_decay", type=float, default=0.99, help="ema_decay of the +ema configs")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a Brain option for every config (yaml value), e.g. --set pseudo_labels=epoch")
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "known_noise"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -196,7 +218,8 @@ def main(argv=None):
                 continue  # the ceiling does not depend on the noise
             for seed in (int(s) for s in args.seeds.split(",")):
                 with tempfile.TemporaryDirectory() as folder:
-                    row = run(config, noise, seed, args.epochs, args.warmup, args.lr, folder, args.ema_decay)
+                    row = run(config, noise, seed, args.epochs, args.warmup, args.lr, folder, args.ema_decay,
+                              parse_settings(args.set))
                 results.append(row)
                 print(f"noise {noise:.0%} {config} seed {seed}: test last {pct(row['test_last'])}, selected "
                       f"{pct(row['test_selected'])} (epoch {row['selected_epoch']}), post-warm-up selected "
@@ -206,7 +229,7 @@ def main(argv=None):
                       flush=True)
     lines = [f"digits, symmetric noise, {args.epochs} epochs ({args.warmup} warm-up), Adam {args.lr:g} -> "
              f"{args.lr / 10:g}, seeds {args.seeds}, ema_decay of +ema {args.ema_decay:g}; test accuracy "
-             f"vs the clean labels, %", "",
+             f"vs the clean labels, %{'; settings ' + ' '.join(args.set) if args.set else ''}", "",
              "| noise | config | seed | last | selected on valid (epoch) | selected after warm-up (epoch) "
              "| oracle best | X precision | X recall | swing (std of valid acc after warm-up) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
