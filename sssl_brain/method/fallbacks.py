@@ -95,8 +95,8 @@ def trigger_of(reason):
 
 
 def _below(name, value, threshold):
-    """``name=value<threshold`` (value to 3 decimals), the text of a trigger."""
-    return f"{name}={value:.3f}<{threshold:g}"
+    """``name=value<threshold`` (value to 3 decimals, threshold to 3 digits), the text of a trigger."""
+    return f"{name}={value:.3f}<{threshold:.3g}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def clean_fraction_out_of_range(post, tau, limits):
     if frac < limits.min_clean_frac:
         return Fallback("clean_too_small", _below("clean_frac", frac, limits.min_clean_frac))
     if frac > limits.max_clean_frac:
-        return Fallback("clean_too_large", f"clean_frac={frac:.3f}>{limits.max_clean_frac:g}")
+        return Fallback("clean_too_large", f"clean_frac={frac:.3f}>{limits.max_clean_frac:.3g}")
     return None
 
 
@@ -351,7 +351,7 @@ def class_biased(clean, labels, n_classes, limits):
     tv, _ = class_balance_shift(clean, labels, n_classes, limits.share_min_samples)
     fired = []
     if limits.bias_tolerance is not None and tv > limits.bias_tolerance:
-        fired.append(f"class_tv={tv:.3f}>{limits.bias_tolerance:g}")
+        fired.append(f"class_tv={tv:.3f}>{limits.bias_tolerance:.3g}")
     threshold = share_threshold(limits.min_class_share, n_classes)
     if threshold is not None:
         shares = class_shares(clean, labels, n_classes, limits.share_min_samples)
