@@ -5,51 +5,69 @@ asks the named functions below whether to keep its split. Each fallback makes
 the epoch's partition all labeled (every segment in X, w = 1) or per class,
 never NaN; the core logs a warning and records the name in
 :attr:`~sssl_brain.method.partition_result.PartitionResult.fallback`
-(``partition.csv``'s ``fallback`` column). The paper and DivideMix have none
+(``partition.csv``'s ``fallback`` column) and what set it off, measured
+value against threshold, in ``fallback_trigger`` (column ``fallback_trigger``;
+the third column below; a :class:`Fallback` carries it). The paper and DivideMix have none
 of them; the thresholds are the yaml's ``partition_*`` [ours]
 (:data:`sssl_brain.method.checks.FALLBACK_THRESHOLDS`).
 
-============================  ==============================================
-``fallback``                  when (function), and what the partition becomes
-============================  ==============================================
-``too_few_samples``           fewer than ``min_samples`` segments
+============================  ===============================================  ==============================
+``fallback``                  when (function), and what the partition becomes  ``fallback_trigger`` (e.g.)
+============================  ===============================================  ==============================
+``too_few_samples``           fewer than ``min_samples`` segments              ``n_samples=9<10``
                               (:func:`too_few_samples`): all labeled
-``degenerate_losses``         fewer than 2 distinct loss values
+``degenerate_losses``         fewer than 2 distinct loss values                ``distinct_losses=1<2``
                               (:func:`degenerate_losses`): all labeled
-``degenerate_mixture``        the two means closer than ``min_mean_gap`` (on
-                              the [0, 1] scale), a non-finite posterior
-                              (:func:`degenerate_mixture`), or a fit that
-                              fails (scikit-learn raises a ValueError): all
+``degenerate_mixture``        the two means closer than ``min_mean_gap`` (on   ``mean_gap=0.020<0.05``,
+                              the [0, 1] scale), a non-finite posterior        ``non_finite_posterior``,
+                              (:func:`degenerate_mixture`), or a fit that      ``non_finite_mean``, or
+                              fails (scikit-learn raises a ValueError): all    ``gmm_fit_error (<message>)``
                               labeled
-``clean_too_small``           ``|X| / N < min_clean_frac``
+``clean_too_small``           ``|X| / N < min_clean_frac``                     ``clean_frac=0.030<0.05``
                               (:func:`clean_fraction_out_of_range`): all
-                              labeled (a nearly empty X means the losses do
-                              not separate clean from noisy yet; training on
-                              the inherited labels, the paper's baseline, is
-                              the safe choice for that epoch)
-``clean_too_large``           ``|X| / N > max_clean_frac``: all labeled (what
-                              the mixture says anyway; it avoids a U set too
-                              small to fill a batch)
-``class_bias_per_class``      X follows the classes instead of the noise
-                              (:func:`class_biased`): one mixture per
-                              inherited class is used (:func:`per_class_split`)
-``class_bias_all_labeled``    the per-class partition is still biased: all
-                              labeled
-``class_fallback:<k>=<why>``  ``per_class=True`` and some classes could not
-                              be fitted (reasons as above): those classes are
-                              all clean
-============================  ==============================================
+                              labeled (a nearly empty X means the losses
+                              do not separate clean from noisy yet;
+                              training on the inherited labels, the
+                              paper's baseline, is the safe choice for that
+                              epoch)
+``clean_too_large``           ``|X| / N > max_clean_frac``: all labeled        ``clean_frac=0.990>0.98``
+                              (what the mixture says anyway; it avoids a U
+                              set too small to fill a batch)
+``class_bias_per_class``      X follows the classes instead of the noise       ``class_tv=0.400>0.25`` and/or
+                              (:func:`class_biased`): one mixture per          ``min_class_share=0.000<0.05
+                              inherited class is used                          (class 8)``; then ``class <k>:
+                              (:func:`per_class_split`)                        <trigger>`` for each class
+                                                                               whose fit fell back
+``class_bias_all_labeled``    the per-class partition is still biased: all     the global check's; then
+                              labeled                                          ``per-class split: <t>``
+``class_fallback:<k>=<why>``  ``per_class=True`` and some classes could not    ``class 2: n_samples=5<10``
+                              be fitted (reasons as above): those classes      (several joined by ``; ``)
+                              are all clean
+============================  ===============================================  ==============================
 
 Class bias: when the model predicts nearly one class, the loss of a segment
 tracks its inherited label, the mixture separates the classes and X becomes
 mostly one class. :func:`class_balance_shift` compares the class distribution
 of X with that of the labels; the split is biased when the total variation
 distance exceeds ``bias_tolerance`` (yaml: 0.25) or when a class (with at
-least ``min_samples`` segments) keeps less than ``min_class_share`` (yaml:
-0.25) of its expected share of X (its fraction in X divided by the overall
-fraction in X). For reference, labels 50/50 with noise rates of 10 % and 60 %
-in the two classes give a distance of only 0.19, while a split that keeps
-90 % class 0 gives 0.40.
+least ``min_samples`` segments) keeps less than :func:`share_threshold` of its
+expected share of X (its fraction in X divided by the overall fraction in X).
+For reference, labels 50/50 with noise rates of 10 % and 60 % in the two
+classes give a distance of only 0.19, while a split that keeps 90 % class 0
+gives 0.40.
+
+The share threshold scales with K: ``min_class_share * min(1, 2/K)`` (yaml
+``min_class_share`` 0.25: 0.25 for K <= 2, as before, 0.167 for K = 3, 0.05 for
+K = 10). The minimum of K class shares of a healthy split falls as K grows: on
+the 10-class known-noise benchmark (benchmarks/bench_known_noise.py, digits, 20
+and 40 % symmetric noise, seed 0, 25 epochs) the *per-class* splits kept every
+class but one hard class at 0.12-0.18 of its share (distance 0.15-0.17), and the
+unscaled 0.25 turned 2 of 20 epochs all labeled (``class_bias_all_labeled``);
+with 2/K no epoch is. The *global* splits there left 1-3 classes with no
+segment in X at all (share 0.00, distance 0.15-0.51): still caught, and rightly
+(with the checks off, the test accuracy after 25 epochs fell from 64 % to 38 %
+at 20 % noise and from 50 % to 37 % at 40 %). The distance is not rescaled: it
+never fired alone there, and K = 2 keeps its meaning.
 """
 
 from dataclasses import dataclass
