@@ -25,9 +25,10 @@ Per run: the test accuracy against the clean labels at the last epoch, at the
 epoch selected on the (noisy) validation accuracy (what the recipe outputs), at the
 epoch selected among the post-warm-up epochs only (``selection_scope: post_warmup``; for
 SSSL, a warm-up checkpoint is plain cross-entropy; the baseline is selected among all) and
-its best over epochs (an oracle, for reading only); the clean set's precision and recall
-over the SSSL epochs; the swing (standard deviation of the validation accuracy over the
-post-warm-up epochs). Written to
+its best over epochs (an oracle, for reading only); how many SSSL epochs hit each
+partition fallback (``fallbacks``; ``fallback_triggers`` per epoch); the clean set's
+precision and recall over the SSSL epochs; the swing (standard deviation of the validation
+accuracy over the post-warm-up epochs). Written to
 ``<out>/known_noise.md`` / ``.json`` with the per-epoch test curves.
 
 Usage::
@@ -40,6 +41,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 
 import numpy as np
 import speechbrain as sb
@@ -187,6 +189,8 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
         "x_precision": float(np.mean([float(h["clean_precision"]) for h in history])) if history else None,
         "x_recall": float(np.mean([float(h["clean_recall"]) for h in history])) if history else None,
         "swing": float(np.std(post)) if post else None, "test_curve": brain.test_curve,
+        "fallbacks": dict(Counter(h["fallback"] or "none" for h in history)),
+        "fallback_triggers": [h.get("fallback_trigger", "") for h in history],
         "valid_curve": valid_curve, "wall_s": wall,
     }
 
@@ -225,7 +229,8 @@ def main(argv=None):
                       f"{pct(row['test_selected'])} (epoch {row['selected_epoch']}), post-warm-up selected "
                       f"{pct(row['test_selected_post_warmup'])}, oracle best "
                       f"{pct(row['test_best_oracle'])}, X precision {pct(row['x_precision'])} recall "
-                      f"{pct(row['x_recall'])}, swing {pct(row['swing'])} ({row['wall_s']:.0f} s)",
+                      f"{pct(row['x_recall'])}, swing {pct(row['swing'])} ({row['wall_s']:.0f} s); "
+                      f"SSSL epochs per fallback {row['fallbacks']}",
                       flush=True)
     lines = [f"digits, symmetric noise, {args.epochs} epochs ({args.warmup} warm-up), Adam {args.lr:g} -> "
              f"{args.lr / 10:g}, seeds {args.seeds}, ema_decay of +ema {args.ema_decay:g}; test accuracy "

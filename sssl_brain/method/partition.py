@@ -63,7 +63,7 @@ def split_losses(x, tau, seed, fit, limits):
         post, params = fit_mixture(x, seed, **fit)
     except ValueError as err:  # scikit-learn's own checks, e.g. an ill-defined covariance
         logger.warning("partition: the Gaussian mixture fit of %d losses failed: %s", x.size, err)
-        return ones, None, "degenerate_mixture"
+        return ones, None, fallbacks.Fallback("degenerate_mixture", f"gmm_fit_error ({err})")
     reason = (fallbacks.degenerate_mixture(post, params, limits)
               or fallbacks.clean_fraction_out_of_range(post, tau, limits))
     return (ones, params, reason) if reason is not None else (np.clip(post, 0.0, 1.0), params, None)
@@ -112,13 +112,13 @@ def partition_segments(losses, labels, n_classes, tau=0.5, per_class=False, seed
     w, gmm, reason = mixture(x)
     means = (mean_all, mean_all) if gmm is None else (float(gmm.means[0]), float(gmm.means[1]))
     split = fallbacks.Split(w, reason, False, means, gmm)
-    biased, tv = (False, 0.0) if reason is not None else fallbacks.class_biased(w > tau, labels, n_classes,
-                                                                                limits)
+    biased, tv, trigger = ((False, 0.0, "") if reason is not None
+                           else fallbacks.class_biased(w > tau, labels, n_classes, limits))
     if biased:
-        logger.warning("partition: the clean set follows the classes (class distribution distance %.3f); "
-                       "refitting one mixture per class", tv)
-        split = fallbacks.per_class_split(x, labels, n_classes, tau, mixture, limits, "class_bias_per_class",
-                                          gmm, means)
+        logger.warning("partition: the clean set follows the classes (class distribution distance %.3f; %s); "
+                       "refitting one mixture per class", tv, trigger)
+        split = fallbacks.per_class_split(x, labels, n_classes, tau, mixture, limits,
+                                          fallbacks.Fallback("class_bias_per_class", trigger), gmm, means)
     return _result(split, x, labels, n_classes, tau, limits)
 
 
@@ -128,11 +128,14 @@ def _result(split, x, labels, n_classes, tau, limits):
     w = np.nan_to_num(np.asarray(split.w, dtype=np.float64), nan=1.0)
     clean = w > tau
     tv = fallbacks.class_balance_shift(clean, labels, n_classes, limits.share_min_samples)[0] if n else 0.0
-    if split.fallback is not None:
-        logger.warning("partition fallback %s: %d segments, %d labeled / %d unlabeled (means %s)",
-                       split.fallback, n, int(clean.sum()), int(n - clean.sum()), split.means)
+    fallback = None if split.fallback is None else str(split.fallback)
+    trigger = fallbacks.trigger_of(split.fallback)
+    if fallback is not None:
+        logger.warning("partition fallback %s (trigger: %s): %d segments, %d labeled / %d unlabeled "
+                       "(means %s)", fallback, trigger or "-", n, int(clean.sum()), int(n - clean.sum()),
+                       split.means)
     return PartitionResult(
         clean_prob=w, clean=clean, means=split.means, n_clean=int(clean.sum()), n_noisy=int(n - clean.sum()),
-        fallback=split.fallback, per_class=split.per_class, tau=float(tau), gmm=split.gmm,
+        fallback=fallback, fallback_trigger=trigger, per_class=split.per_class, tau=float(tau), gmm=split.gmm,
         class_gmms=split.class_gmms, class_fallbacks=split.class_fallbacks,
         class_counts=np.bincount(labels, minlength=n_classes), class_tv=float(tv), losses=x)

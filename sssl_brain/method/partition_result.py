@@ -83,6 +83,10 @@ class PartitionResult:
     fallback : str or None
         None, or why the partition is not the plain mixture split (the table
         in :mod:`sssl_brain.method.fallbacks`).
+    fallback_trigger : str
+        What set the fallback off, measured value against threshold (e.g.
+        ``clean_frac=0.030<0.05``, ``min_class_share=0.000<0.05 (class 8)``;
+        several joined by ``; ``); '' when ``fallback`` is None.
     per_class : bool
         True if X comes from one mixture per inherited class.
     tau : float
@@ -109,6 +113,7 @@ class PartitionResult:
     n_clean: int
     n_noisy: int
     fallback: object = None
+    fallback_trigger: str = ""
     per_class: bool = False
     tau: float = 0.5
     gmm: object = None
@@ -156,6 +161,7 @@ class PartitionResult:
             "gmm_mean_high": high,
             "per_class": bool(self.per_class),
             "fallback": self.fallback or "",
+            "fallback_trigger": self.fallback_trigger or "",
             "class_tv": float(self.class_tv),
         }
 

@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 #: One row per SSSL epoch (``partition.csv``): the partition and what it finds.
 PARTITION_COLUMNS = [
     "epoch", "n_clean", "n_noisy", "clean_frac", "gmm_mean_low", "gmm_mean_high", "per_class", "fallback",
-    "class_tv", "clean_precision", "clean_recall", "train_seg_acc_truth", "train_seg_acc_label",
-    "train_pred_dist", "train_collapse", "u_label_acc_truth", "u_guess_acc_truth", "u_refined_acc_truth",
+    "fallback_trigger", "class_tv", "clean_precision", "clean_recall", "train_seg_acc_truth",
+    "train_seg_acc_label", "train_pred_dist", "train_collapse", "u_label_acc_truth", "u_guess_acc_truth",
+    "u_refined_acc_truth",
 ]
 #: One row per epoch and method (``epoch_stats.csv``): what the model predicts, on which data.
 EPOCH_COLUMNS = [

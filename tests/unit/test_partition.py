@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 
+from sssl_brain.method import fallbacks
 from sssl_brain.method.checks import check_fallback_thresholds
 from sssl_brain.method.fallbacks import class_balance_shift
 from sssl_brain.method.partition import partition_segments
@@ -250,6 +251,102 @@ def test_imbalance_global_fit_starves_the_minority_and_falls_back():
     _check_no_nan(r, 1005)
     assert r.fallback == "class_bias_per_class" and r.per_class
     assert np.sum(r.clean & (labels == 1)) == 80
+
+
+def _limits(**kw):
+    """The yaml's fallback thresholds (= partition_segments' defaults) as Limits."""
+    values = {"min_samples": 10, "min_mean_gap": 0.05, "min_clean_frac": 0.05, "max_clean_frac": 0.98,
+              "bias_tolerance": 0.25, "min_class_share": 0.25, "share_min_samples": 10, **kw}
+    return fallbacks.Limits(**values)
+
+
+def _ten_class_noise_case(hard_kept=12):
+    """10 classes x 100 segments, symmetric noise 40 %: 60 clean (low loss) and 40 noisy (high) per class.
+
+    Class 8 is hard: only ``hard_kept`` of its 60 clean segments have a low loss, the rest look noisy.
+    """
+    losses, truth = [], []
+    for k in range(10):
+        n_low = hard_kept if k == 8 else 60
+        losses.append(_clusters([(0.10, 0.03, n_low), (0.80, 0.05, 100 - n_low)], seed=20 + k))
+        truth.append(np.r_[np.ones(60, dtype=bool), np.zeros(40, dtype=bool)])
+    return np.concatenate(losses), np.repeat(np.arange(10), 100), np.concatenate(truth)
+
+
+def test_healthy_ten_class_split_with_one_hard_class_is_not_class_bias():
+    losses, labels, truth = _ten_class_noise_case()
+    r = partition_segments(losses, labels, 10)
+    assert r.fallback is None and r.fallback_trigger == "" and not r.per_class
+    tv, share = class_balance_shift(r.clean, labels, 10)
+    # the hard class keeps ~22 % of its place: under the yaml's binary threshold (0.25, the check before
+    # it scaled with K), above the 10-class one (0.25 * 2 / 10 = 0.05); X is far from one class
+    assert 0.15 < share < 0.25 and tv < 0.1
+    assert fallbacks.share_threshold(0.25, 10) == pytest.approx(0.05)
+    assert np.sum(r.clean & (labels == 8)) == 12 and np.sum(r.clean & (labels == 0)) == 60
+
+
+def test_ten_class_collapse_onto_two_classes_is_class_bias():
+    labels = np.repeat(np.arange(10), 100)
+    clean = (labels <= 1) | ((labels == 2) & (np.arange(1000) % 100 < 5))  # X: classes 0 and 1, 5 of 2
+    biased, tv, trigger = fallbacks.class_biased(clean, labels, 10, _limits())
+    assert biased and tv > 0.7
+    assert trigger.startswith(f"class_tv={tv:.3f}>0.25; min_class_share=0.000<0.05 (class 3)")
+    # through partition_segments: classes 0 and 1 have low losses whatever the noise
+    losses = np.where(labels <= 1, 0.1, 0.8) + np.random.default_rng(0).normal(0, 0.02, 1000)
+    r = partition_segments(losses, labels, 10)
+    assert r.fallback == "class_bias_per_class"
+    assert r.fallback_trigger.startswith("class_tv=0.800>0.25; min_class_share=0.000<0.05 (class ")
+
+
+def test_ten_class_split_that_starves_one_class_is_class_bias():
+    losses, labels, _ = _ten_class_noise_case(hard_kept=0)  # class 8: nothing in X
+    biased, tv, trigger = fallbacks.class_biased(losses < 0.5, labels, 10, _limits())
+    assert biased and tv < 0.25 and trigger == "min_class_share=0.000<0.05 (class 8)"
+
+
+def test_binary_share_threshold_is_the_yaml_value():
+    assert fallbacks.share_threshold(0.25, 2) == 0.25 and fallbacks.share_threshold(0.3, 1) == 0.3
+    labels = np.repeat([0, 1], 100)
+    clean = (labels == 0) | (np.arange(200) < 120)  # class 1 keeps 20 of 100: share 0.2 / 0.6 = 0.33
+    assert not fallbacks.class_biased(clean, labels, 2, _limits(bias_tolerance=None))[0]
+    clean = (labels == 0) | (np.arange(200) < 110)  # 10 of 100: 0.1 / 0.55 = 0.18 < 0.25
+    assert fallbacks.class_biased(clean, labels, 2, _limits(bias_tolerance=None)) == (
+        True, pytest.approx(0.4090909), "min_class_share=0.182<0.25 (class 1)")
+
+
+def test_every_fallback_records_its_trigger(caplog):
+    labels = np.arange(100) % 2
+    with caplog.at_level(logging.WARNING, logger="sssl_brain.method.partition"):
+        r = partition_segments(np.r_[np.zeros(2), _clusters([(0.8, 0.05, 98)])], labels, 2)
+    assert r.fallback == "clean_too_small" and r.fallback_trigger == "clean_frac=0.020<0.05"
+    assert "trigger: clean_frac=0.020<0.05" in caplog.text
+    assert r.summary()["fallback_trigger"] == "clean_frac=0.020<0.05"
+    assert type(r.fallback) is str  # the plain name, as before
+    r = partition_segments(np.full(30, 0.5), np.arange(30) % 2, 2)
+    assert (r.fallback, r.fallback_trigger) == ("degenerate_losses", "distinct_losses=1<2")
+    r = partition_segments(np.array([0.1, 0.2]), np.array([0, 1]), 2)
+    assert (r.fallback, r.fallback_trigger) == ("too_few_samples", "n_samples=2<10")
+    losses = _clusters([(0.3, 0.05, 60), (0.7, 0.05, 40)])
+    r = partition_segments(losses, labels, 2, max_clean_frac=0.5)
+    assert (r.fallback, r.fallback_trigger) == ("clean_too_large", "clean_frac=0.600>0.5")
+    r = partition_segments(losses, labels, 2, min_mean_gap=0.9)
+    assert r.fallback == "degenerate_mixture" and r.fallback_trigger.startswith("mean_gap=0.")
+    assert r.fallback_trigger.endswith("<0.9")
+    # per class: the class that could not be fitted, with its reason's trigger
+    imb_losses, imb_labels = _imbalanced_case()
+    r = partition_segments(imb_losses, imb_labels, 3, per_class=True)
+    assert r.fallback == "class_fallback:2=too_few_samples"
+    assert r.fallback_trigger == "class 2: n_samples=5<10"
+    # the class-bias fallbacks: the global check's trigger, then the per-class split's
+    r = partition_segments(imb_losses, imb_labels, 3)
+    assert r.fallback == "class_bias_per_class"
+    assert r.fallback_trigger.startswith("min_class_share=0.000<0.167 (class 1); class 2: n_samples=5<10")
+    c0 = _clusters([(0.10, 0.02, 80), (0.30, 0.02, 20)], seed=3)
+    c1 = _clusters([(0.10, 0.02, 10), (0.90, 0.02, 90)], seed=5)
+    r = partition_segments(np.r_[c0, c1], np.repeat([0, 1], 100), 2)
+    assert r.fallback == "class_bias_all_labeled"
+    assert "; per-class split: " in r.fallback_trigger and "(class 1)" in r.fallback_trigger
+    assert partition_segments(np.r_[np.zeros(30), np.ones(10)], np.tile([0, 1], 20), 2).fallback_trigger == ""
 
 
 # ---------------------------------------------------------------- bad input

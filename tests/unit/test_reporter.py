@@ -35,7 +35,7 @@ def test_every_partition_column_is_written(tmp_path):
     assert [h["epoch"] for h in history] == [4]
     row = _rows(tmp_path / "partition.csv")[0]
     assert list(row) == PARTITION_COLUMNS
-    assert all(row[k] != "" for k in PARTITION_COLUMNS if k != "fallback"), row
+    assert all(row[k] != "" for k in PARTITION_COLUMNS if k not in ("fallback", "fallback_trigger")), row
     assert float(row["clean_precision"]) == 1.0 and float(row["clean_recall"]) == 1.0
     assert row["train_pred_dist"] == "1.000/0.000" and row["train_collapse"] == "1"
     assert float(row["u_label_acc_truth"]) == 0.0  # U is exactly the wrongly labeled segments
