@@ -257,10 +257,16 @@ def states_equal(a, b):
     return a == b
 
 
+def kept_checkpoints(fold):
+    """The fold's checkpoints by epoch: at most the best warm-up one, the best later one and the newest."""
+    ckpts = sorted(checkpoints(fold), key=lambda c: int(checkpoint_meta(c)["epoch"]))
+    assert 1 <= len(ckpts) <= 3, f"{fold}: expected 1-3 kept checkpoints, found {ckpts}"
+    return ckpts
+
+
 def final_checkpoint(fold):
-    ckpts = checkpoints(fold)
-    assert len(ckpts) == 1, f"{fold}: expected the last checkpoint only, found {ckpts}"
-    return ckpts[0]
+    """The newest checkpoint of the fold (the last epoch)."""
+    return kept_checkpoints(fold)[-1]
 
 
 def assert_same_results(exp, ref, what="run"):
@@ -270,10 +276,15 @@ def assert_same_results(exp, ref, what="run"):
     different = [name for name in want if got[name] != want[name]]
     assert not different, f"{what}: files differ from the uninterrupted run: {different}"
     for fold, ref_fold in zip(fold_folders(exp), fold_folders(ref)):
-        ckpt, ref_ckpt = final_checkpoint(fold), final_checkpoint(ref_fold)
-        assert checkpoint_meta(ckpt) == checkpoint_meta(ref_ckpt), f"{what}: {fold} checkpoint meta differs"
-        assert states_equal(checkpoint_tensors(ckpt), checkpoint_tensors(ref_ckpt)), \
-            f"{what}: {fold} final checkpoint differs"
+        kept, ref_kept = kept_checkpoints(fold), kept_checkpoints(ref_fold)
+        assert len(kept) == len(ref_kept), f"{what}: {fold}: {len(kept)} checkpoints, not {len(ref_kept)}"
+        for ckpt, ref_ckpt in zip(kept, ref_kept):
+            epoch = checkpoint_meta(ckpt)["epoch"]
+            assert checkpoint_meta(ckpt) == checkpoint_meta(ref_ckpt), f"{what}: {fold} meta of epoch {epoch}"
+            got, want = checkpoint_tensors(ckpt), checkpoint_tensors(ref_ckpt)
+            if ckpt != kept[-1]:  # an earlier (e.g. restored warm-up) checkpoint: its weights
+                got, want = got["model.ckpt"], want["model.ckpt"]
+            assert states_equal(got, want), f"{what}: {fold} checkpoint of epoch {epoch} differs"
 
 
 def last_epoch(fold):
