@@ -404,3 +404,31 @@ def test_find_checkpoint_takes_the_one_selected_on_validation_not_the_newest(tmp
     (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
     assert os.path.basename(export_mod.find_checkpoint(str(fold))) == "CKPT+best"
     assert os.path.basename(export_mod.find_checkpoint(str(fold), "CKPT+last")) == "CKPT+last"
+
+
+def test_a_fold_trained_with_a_mean_teacher_exports_the_teacher(tmp_path):
+    from sssl_brain.method.teacher import MeanTeacher
+
+    fold = fold_by_hand(tmp_path / "fold")
+    ckpt = next((fold / "save").glob("CKPT+*"))
+    student = torch.load(ckpt / "model.ckpt", weights_only=True)
+    model = load_model_folder_model(fold, ckpt)
+    teacher = MeanTeacher(model, decay=0.5)
+    with torch.no_grad():
+        for p in teacher.module.parameters():
+            p.add_(1.0)  # the teacher's weights differ from the student's
+    torch.save(teacher.state_dict(), ckpt / "teacher.ckpt")
+    export_fold(fold, tmp_path / "model")
+    exported = torch.load(tmp_path / "model" / WEIGHTS_FILE, weights_only=True)
+    assert exported.keys() == student.keys()
+    for key, value in teacher.module.state_dict().items():
+        torch.testing.assert_close(exported[key], value)
+    key = next(k for k in student if k.endswith("weight"))
+    assert not torch.equal(exported[key], student[key])  # the teacher, not model.ckpt
+
+
+def load_model_folder_model(fold, ckpt):
+    """The fold's VGG16 with the checkpoint's weights (as the export builds it)."""
+    config = json.loads((fold / "fold_config.json").read_text())
+    hp = hparams_from_fold_config(config)
+    return export_mod._fold_model(hp, str(ckpt), "test")
