@@ -37,6 +37,7 @@ Usage::
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -199,6 +200,37 @@ def pct(value):
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def mean_table(results):
+    """Markdown table of the means over seeds per noise and config (rows of :func:`run`).
+
+    Example
+    -------
+    >>> rows = [{"noise": 0.4, "config": "ce", "seed": s, "test_last": v, "test_selected": v,
+    ...          "test_selected_post_warmup": v, "test_best_oracle": v, "x_precision": None,
+    ...          "x_recall": None, "swing": 0.02, "selected_in_warmup": False}
+    ...         for s, v in ((0, 0.5), (1, 0.7))]
+    >>> print(mean_table(rows).splitlines()[2])
+    | 40% | ce | 2 | 60.0 | 60.0 | 60.0 | 60.0 |  |  | 2.0 | 0 |
+    """
+    groups = {}
+    for r in results:
+        noise = "any" if r["config"] == "clean" else f"{r['noise']:.0%}"
+        groups.setdefault((noise, r["config"]), []).append(r)
+    lines = ["| noise | config | seeds | last | selected on valid | selected after warm-up | oracle best "
+             "| X precision | X recall | swing | warm-up selected (runs) |", "|---|" * 1 + "---|" * 10]
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    for (noise, config), rows in groups.items():
+        cells = [pct(mean(rows, k)) for k in ("test_last", "test_selected", "test_selected_post_warmup",
+                                              "test_best_oracle", "x_precision", "x_recall", "swing")]
+        warm = sum(bool(r.get("selected_in_warmup")) for r in rows)
+        lines.append(f"| {noise} | {config} | {len(rows)} | " + " | ".join(cells) + f" | {warm} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noise", default="0.4,0.6")
@@ -211,7 +243,16 @@ def main(argv=None):
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a Brain option for every config (yaml value), e.g. --set pseudo_labels=epoch")
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "known_noise"))
+    ap.add_argument("--summarize", nargs="+", metavar="JSON",
+                    help="print the means over seeds of earlier runs' known_noise.json files, run nothing")
     args = ap.parse_args(argv)
+    if args.summarize:
+        results = []
+        for path in args.summarize:
+            with open(path, encoding="utf-8") as f:
+                results.extend(json.load(f))
+        print(mean_table(results))
+        return results
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
     results = []
@@ -246,7 +287,7 @@ def main(argv=None):
                      f"{pct(r['test_selected_post_warmup'])} ({r['selected_epoch_post_warmup']}) | "
                      f"{pct(r['test_best_oracle'])} | {pct(r['x_precision'])} | {pct(r['x_recall'])} | "
                      f"{pct(r['swing'])} |")
-    table = "\n".join(lines) + "\n"
+    table = "\n".join(lines) + "\n\nMeans over seeds:\n\n" + mean_table(results)
     atomic_write_text(os.path.join(args.out, "known_noise.md"), table)
     atomic_write_json(os.path.join(args.out, "known_noise.json"), results)
     print(table)
