@@ -231,6 +231,34 @@ def mean_table(results):
     return "\n".join(lines) + "\n"
 
 
+def plot_curves(results, path):
+    """One panel per noise level: the mean test-accuracy curve over seeds of each config (PNG at ``path``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    noises = sorted({r["noise"] for r in results if r["config"] != "clean"})
+    fig, axes = plt.subplots(1, len(noises), figsize=(6 * len(noises), 4), squeeze=False, sharey=True)
+    for ax, noise in zip(axes[0], noises):
+        configs = {}
+        for r in results:
+            if r["noise"] == noise or r["config"] == "clean":
+                configs.setdefault(r["config"], []).append(r["test_curve"])
+        for config, curves in configs.items():
+            mean = 100 * np.mean(np.array(curves), axis=0)
+            ax.plot(np.arange(1, mean.size + 1), mean, label=config, ls="--" if config == "clean" else "-")
+        warmup = results[0]["warmup"]
+        ax.axvline(warmup + 0.5, color="grey", lw=0.8)
+        ax.set(title=f"{noise:.0%} symmetric noise (mean of seeds)", xlabel="epoch",
+               ylabel="test accuracy vs clean labels, %")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noise", default="0.4,0.6")
@@ -245,6 +273,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "known_noise"))
     ap.add_argument("--summarize", nargs="+", metavar="JSON",
                     help="print the means over seeds of earlier runs' known_noise.json files, run nothing")
+    ap.add_argument("--plot", default=None, help="with --summarize: PNG of the mean test curves")
     args = ap.parse_args(argv)
     if args.summarize:
         results = []
@@ -252,6 +281,8 @@ def main(argv=None):
             with open(path, encoding="utf-8") as f:
                 results.extend(json.load(f))
         print(mean_table(results))
+        if args.plot:
+            plot_curves(results, args.plot)
         return results
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
