@@ -93,6 +93,10 @@ def test_export_layout_and_manifest(fold, model_dir):
     selected = json.loads((fold / "metrics.json").read_text())["selected_epoch"]
     assert yaml.safe_load(open(os.path.join(ckpt, "CKPT.yaml")))["epoch"] == selected
     original = torch.load(os.path.join(ckpt, "model.ckpt"), weights_only=True)
+    if os.path.isfile(os.path.join(ckpt, "teacher.ckpt")):  # ema_decay: the mean teacher serves
+        from sssl_brain.method.teacher import teacher_model_state
+
+        original = teacher_model_state(torch.load(os.path.join(ckpt, "teacher.ckpt"), weights_only=True))
     assert set(original) == set(state)
     assert all(torch.equal(state[k], original[k]) for k in original)
     assert zipfile.is_zipfile(model_dir / CLASSIFIER_FILE)
