@@ -216,6 +216,14 @@ def clean_fraction_out_of_range(post, tau, limits):
     return None
 
 
+def _class_counts(clean, labels, n_classes):
+    """``(counts, kept)``: segments per inherited class, overall and in X (float64, shape (K,))."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    kept = np.bincount(labels[np.asarray(clean, dtype=bool)], minlength=n_classes).astype(np.float64)
+    return counts, kept
+
+
 def class_shares(clean, labels, n_classes, min_samples=10):
     """Each class's share of its expected place in X (the class-bias check's ``min_share``, per class).
 
@@ -241,10 +249,7 @@ def class_shares(clean, labels, n_classes, min_samples=10):
     >>> class_shares(np.array([True, True, True, False]), np.array([0, 0, 1, 1]), 3, min_samples=1)
     array([1.33333333, 0.66666667,        nan])
     """
-    clean = np.asarray(clean, dtype=bool)
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    kept = np.bincount(labels[clean], minlength=n_classes).astype(np.float64)
+    counts, kept = _class_counts(clean, labels, n_classes)
     shares = np.full(n_classes, np.nan)
     eligible = counts >= max(int(min_samples), 1)
     if kept.sum() == 0:
@@ -286,10 +291,7 @@ def class_balance_shift(clean, labels, n_classes, min_samples=10):
     >>> round(tv, 4), round(share, 4)
     (0.1667, 0.6667)
     """
-    clean = np.asarray(clean, dtype=bool)
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    kept = np.bincount(labels[clean], minlength=n_classes).astype(np.float64)
+    counts, kept = _class_counts(clean, labels, n_classes)
     n_total, n_kept = counts.sum(), kept.sum()
     if n_total == 0:
         return 0.0, 1.0
