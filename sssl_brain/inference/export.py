@@ -38,7 +38,7 @@ from sssl_brain.inference.model_folder import (
     load_weights,
     read_weights,
 )
-from sssl_brain.method.teacher import teacher_model_state
+from sssl_brain.method.teacher import TEACHER_FILE, teacher_model_state
 from sssl_brain.utils.errors import ModelFolderError, SSSLError
 from sssl_brain.utils.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sssl_brain.utils.model_io import dumps_song_classifier, load_song_classifier, sha256_file
@@ -102,10 +102,6 @@ def find_checkpoint(fold_dir, checkpoint=None):
                                    f"(metrics.json); pass the checkpoint's name")
         return max(chosen)[2]
     return max(found)[2]
-
-
-#: The mean teacher's weights in a checkpoint folder (the Brain's recoverable ``teacher``).
-TEACHER_FILE = "teacher.ckpt"
 
 
 def _fold_model(hp, ckpt, source):

@@ -50,7 +50,7 @@ from sssl_brain.method.sssl import (
     sssl_loss,
     symmetric_kl,
 )
-from sssl_brain.method.teacher import MeanTeacher
+from sssl_brain.method.teacher import TEACHER_RECOVERABLE, MeanTeacher
 from sssl_brain.utils.errors import SSSLError
 
 
@@ -79,7 +79,7 @@ class SSSLBrain(sb.Brain):
         if self.hparams.ema_decay is not None:
             self.teacher = MeanTeacher(self.student, float(self.hparams.ema_decay)).to(self.device)
             if self.checkpointer is not None:
-                self.checkpointer.add_recoverable("teacher", self.teacher)
+                self.checkpointer.add_recoverable(TEACHER_RECOVERABLE, self.teacher)
         self.state = getattr(self.hparams, "partition_state", None) or selection.PartitionState()
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("partition_state", self.state)
@@ -204,12 +204,12 @@ class SSSLBrain(sb.Brain):
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
         source = hp.pseudo_labels if epoch_probs is not None else "step"
         l_kl = None
+        u_x = feats[noisy]
         if n_u:
-            u_x = feats[noisy]
             guess = {"step": lambda: self.guess_probs(u_x), "epoch": lambda: epoch_probs[noisy],
                      "co_guess": lambda: co_guess(self.guess_probs(u_x), epoch_probs[noisy])}[source]()
         if n_u and lam > 0:
-            out = self.modules.model(mixed_x, u_x=feats[noisy])
+            out = self.modules.model(mixed_x, u_x=u_x)
             logits = out["logits"]
             l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())  # Eq. 8
             if hp.rdrop_reduction == "batch":

@@ -29,6 +29,9 @@ from torch.optim.swa_utils import AveragedModel
 
 #: Prefix of the averaged module's entries in :class:`MeanTeacher`'s state dict.
 _MODULE_PREFIX = "module."
+#: The teacher's name among the checkpointer's recoverables, and its file in each checkpoint folder.
+TEACHER_RECOVERABLE = "teacher"
+TEACHER_FILE = f"{TEACHER_RECOVERABLE}.ckpt"
 
 
 def ema_decay_at(decay, n_averaged):
