@@ -4,8 +4,9 @@ Reads ``<experiment>/<method>/fold_<k>/epoch_stats.csv`` (one row per epoch,
 ``valid_acc`` = segment accuracy of the validation songs against their
 inherited labels) and writes one panel per fold with a line per method and
 the end of the warm-up marked, plus the same numbers as a markdown table
-on stdout. The selected epoch of each fold and method (``metrics.json``)
-is drawn as a dot.
+on stdout, with each curve's swing (the standard deviation of the validation
+accuracy over the post-warm-up epochs). The selected epoch of each fold and
+method (``metrics.json``) is drawn as a dot.
 
 Usage::
 
@@ -17,6 +18,8 @@ import json
 import math
 import os
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -44,6 +47,18 @@ def read_curves(exp):
     return curves
 
 
+def swing(epochs, acc, warmup):
+    """The swing of a curve: the standard deviation of ``acc`` over the epochs after ``warmup``, or None.
+
+    Example
+    -------
+    >>> swing([1, 2, 3, 4, 5], [10.0, 50.0, 40.0, 44.0, 42.0], warmup=2)
+    1.632993161855452
+    """
+    post = [a for e, a in zip(epochs, acc) if e > warmup]
+    return float(np.std(post)) if post else None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("experiment")
@@ -62,8 +77,8 @@ def main(argv=None):
     cols = min(3, len(folds))
     rows = math.ceil(len(folds) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
-    print("| method | fold | valid acc % per epoch (inherited labels) | selected |")
-    print("|---|---|---|---|")
+    print("| method | fold | valid acc % per epoch (inherited labels) | selected | swing after the warm-up |")
+    print("|---|---|---|---|---|")
     for ax, fold in zip(axes.flat, folds):
         for method, per_fold in curves.items():
             if fold not in per_fold:
@@ -73,7 +88,9 @@ def main(argv=None):
             if selected in epochs:
                 ax.plot([selected], [acc[epochs.index(selected)]], "o", color=line.get_color(), markersize=9,
                         markerfacecolor="none")
-            print(f"| {method} | {fold} | {' '.join(f'{a:.1f}' for a in acc)} | {selected} |")
+            spread = swing(epochs, acc, args.warmup)
+            print(f"| {method} | {fold} | {' '.join(f'{a:.1f}' for a in acc)} | {selected} | "
+                  f"{'' if spread is None else f'{spread:.1f}'} |")
         ax.axvline(args.warmup + 0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"fold {fold}")
         ax.set_xlabel("epoch")

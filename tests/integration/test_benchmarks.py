@@ -54,3 +54,19 @@ def test_known_noise_benchmark_measures_what_it_reports(tmp_path):
     assert ce["test_selected"] in ce["test_curve"] and max(ce["test_curve"]) == ce["test_best_oracle"]
     per_run, means = (tmp_path / "known_noise.md").read_text().split("Means over seeds")
     assert per_run.count("| 40% |") == 3 and means.count("| 40% |") == 3
+
+
+def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):
+    """plot_epoch_curves: the table's swing is the std of the post-warm-up validation accuracy."""
+    import json
+
+    import plot_epoch_curves
+
+    fold = tmp_path / "exp" / "sssl" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "epoch_stats.csv").write_text("epoch,valid_acc\n1,0.1\n2,0.5\n3,0.4\n4,0.44\n5,0.42\n")
+    (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 2}))
+    plot_epoch_curves.main([str(tmp_path / "exp"), "--warmup", "2", "--out", str(tmp_path / "c.png")])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sssl | 0 |")][0]
+    assert row.endswith("| 2 | 1.6 |")  # std of 40, 44, 42
+    assert (tmp_path / "c.png").is_file()
