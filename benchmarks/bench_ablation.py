@@ -25,7 +25,9 @@ class-prior penalty (the paper's Eq. 9 with our training schedule);
 (U's guess blended with its inherited label) add one optional guard each to
 ``sssl``; ``sssl_alpha05`` is ``sssl`` with mixup alpha 0.5 (DivideMix's
 value for its real-world-noise data sets); ``features_svm`` is the
-hand-crafted-feature SVM on the same folds.
+hand-crafted-feature SVM on the same folds; ``truth_ceiling`` (datasets with
+per-second truth: the demo) is ``inherit`` trained and validated on every
+segment's truth instead of its song's label, the clean-label ceiling.
 
 Usage::
 
@@ -69,6 +71,7 @@ CONFIGS = {
     "sssl_alpha05": ["--methods=[sssl]", "--mixup_alpha=0.5"],
     "proposed_star": ["--methods=[proposed_star]"],
     "features_svm": ["--methods=[features_svm]"],
+    "truth_ceiling": ["--methods=[inherit]", "--train_labels=truth"],
 }
 
 

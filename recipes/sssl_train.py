@@ -48,7 +48,7 @@ RECIPE_DIR = os.path.dirname(os.path.abspath(__file__))
 RECIPES_ROOT = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, RECIPE_DIR)
 
-from sssl_brain.dataio.dataset import segment_dataset  # noqa: E402
+from sssl_brain.dataio.dataset import segment_dataset, truth_as_labels  # noqa: E402
 from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.dataio.experiment import Experiment, check_experiment_hparams, feature_stats  # noqa: E402
 from sssl_brain.inference.model_folder import fold_config  # noqa: E402
@@ -156,6 +156,8 @@ def dataio_prepare(hparams, debug=False):
 def train_fold(hparams, run_opts, exp):
     """Stage 1 (SSSLBrain) and stage 2 (song level) of one fold and method; writes the fold's outputs."""
     fold = int(hparams["fold"])
+    if hparams["train_labels"] == "truth" and not exp.has_truth:
+        raise ConfigError("train_labels=truth: the dataset has no truth/segment_truth.csv to train on")
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=None)
     if if_main_process():
         config_file = os.path.join(hparams["output_folder"], "fold_config.json")
@@ -171,8 +173,11 @@ def train_fold(hparams, run_opts, exp):
     if hparams["device_features"]:
         device = run_opts.get("device") or sb.utils.distributed.infer_device()
         split_set = functools.partial(DeviceSegments, device=device)
-    train_data = split_set(parts["train"], exp.cache)
-    valid_data = split_set(parts["valid"], exp.cache) if parts["valid"] else None
+    train_rows, valid_rows = parts["train"], parts["valid"]
+    if hparams["train_labels"] == "truth":  # the clean-label ceiling, a diagnostic (outputs keep song labels)
+        train_rows, valid_rows = truth_as_labels(train_rows), truth_as_labels(valid_rows)
+    train_data = split_set(train_rows, exp.cache)
+    valid_data = split_set(valid_rows, exp.cache) if valid_rows else None
     hparams["model"].set_input_normalization(*feature_stats(exp.cache, [s["path"] for s in parts["train"]]))
 
     brain = SSSLBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,

@@ -192,6 +192,44 @@ def make_folds(song_ids, labels, n_folds=10, valid_ratio=0.1, seed=0):
     return folds
 
 
+#: What a segment is trained on: its song's label (the method's setting) or its per-second truth.
+TRAIN_LABELS = ("inherited", "truth")
+
+
+def truth_as_labels(segments):
+    """Segments whose training label is their per-second truth: the clean-label ceiling.
+
+    A diagnostic for datasets with ``truth/segment_truth.csv`` (the demo): a
+    model trained this way shows what the model could learn from clean
+    segment labels, the ceiling that inherit and SSSL are read against.
+
+    Arguments
+    ---------
+    segments : list of dict
+        Rows from :func:`build_segments`.
+
+    Returns
+    -------
+    list of dict
+        Copies with ``label`` set to ``truth``; the inputs are unchanged.
+
+    Raises
+    ------
+    DataError
+        Naming the first segment without a truth label (``truth`` -1).
+
+    Example
+    -------
+    >>> truth_as_labels([{"seg_id": "a_0", "label": 2, "truth": 1}])
+    [{'seg_id': 'a_0', 'label': 1, 'truth': 1}]
+    """
+    missing = [seg["seg_id"] for seg in segments if seg["truth"] < 0]
+    if missing:
+        raise DataError(f"train_labels=truth: {len(missing)} segment(s) have no truth label, the first "
+                        f"{missing[0]}; truth/segment_truth.csv must cover every second the segments use")
+    return [{**seg, "label": seg["truth"]} for seg in segments]
+
+
 @functools.lru_cache(maxsize=64)
 def _open_features(entry_path):
     return np.load(entry_path, mmap_mode="r", allow_pickle=False)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sssl_brain.dataio.dataset import build_segments, make_folds
+from sssl_brain.dataio.dataset import TRAIN_LABELS, build_segments, make_folds
 from sssl_brain.dataio.features import FeatureCache, FeatureConfig
 from sssl_brain.dataio.labels import CLASS_NAMES, check_target, song_class
 from sssl_brain.dataio.pack import PackedFeatures
@@ -29,6 +29,8 @@ def check_experiment_hparams(hp, run_opts=None):
         raise ConfigError(f"seg_dur={hp['seg_dur']!r}: must be a number of seconds") from None
     segment_hop(seg_dur, hp["seg_overlap"])
     check_sssl_hparams(hp, run_opts)
+    if hp["train_labels"] not in TRAIN_LABELS:
+        raise ConfigError(f"train_labels={hp['train_labels']!r}: must be one of {', '.join(TRAIN_LABELS)}")
     for method in hp["methods"]:
         if method not in METHODS + SONG_METHODS:
             raise ConfigError(f"methods: {method!r} is not one of {', '.join(METHODS + SONG_METHODS)}")

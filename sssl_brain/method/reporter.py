@@ -17,6 +17,7 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.metric_stats import ClassificationStats
 
 from sssl_brain.method.partition_result import partition_precision_recall
 from sssl_brain.method.sssl import refine_labels
@@ -91,8 +92,8 @@ class SSSLReporter:
     # ------------------------------------------------------------ a stage's counts
     def start_stage(self, device):
         """Resets the counts of a stage (prediction counts on ``device``)."""
-        self.correct_count, self.count = 0, 0
-        self.truth_correct, self.truth_count = 0, 0
+        self.inherited_stats = ClassificationStats()  # predictions vs. the segments' labels
+        self.truth_stats = ClassificationStats()  # vs. the per-second truth, where it is known
         self.pred_counts = torch.zeros(self.n_classes, dtype=torch.long, device=device)
         self.song_probs = {}
 
@@ -102,12 +103,11 @@ class SSSLReporter:
         self.pred_counts += torch.bincount(pred, minlength=self.n_classes)  # on the device
         if stage == sb.Stage.TRAIN:
             return
-        self.correct_count += int((pred == labels).sum())
-        self.count += int(labels.numel())
-        truth = batch.truth.data[:, 0].to(labels.device)
-        known = truth >= 0
-        self.truth_correct += int((pred[known] == truth[known]).sum())
-        self.truth_count += int(known.sum())
+        pred_list, truth = pred.tolist(), batch.truth.data[:, 0].tolist()
+        self.inherited_stats.append(batch.id, pred_list, labels.tolist())
+        known = [i for i, t in enumerate(truth) if t >= 0]
+        self.truth_stats.append([batch.id[i] for i in known], [pred_list[i] for i in known],
+                                [truth[i] for i in known])
         probs = torch.softmax(predictions.detach().float(), dim=-1).cpu().numpy()
         for sid, lab, p in zip(batch.song_id, labels.cpu().tolist(), probs):
             entry = self.song_probs.setdefault(sid, [lab, np.zeros_like(p, dtype=np.float64), 0])
@@ -123,11 +123,12 @@ class SSSLReporter:
     def stage_stats(self, stage_loss, epoch=None, valid=False):
         """``loss`` and ``acc_inherited`` of a VALID/TEST stage; VALID adds ``acc_truth``, ``song_acc``
         (mean-probability aggregator) and the collapse check."""
-        stats = {"loss": stage_loss, "acc_inherited": self.correct_count / max(1, self.count)}
+        acc = self.inherited_stats.summarize("accuracy") if self.inherited_stats.ids else 0
+        stats = {"loss": stage_loss, "acc_inherited": acc}
         if not valid:
             return stats
-        if self.truth_count:
-            stats["acc_truth"] = self.truth_correct / self.truth_count
+        if self.truth_stats.ids:
+            stats["acc_truth"] = self.truth_stats.summarize("accuracy")
         if self.song_probs:
             hits = [int(np.argmax(total) == lab) for lab, total, _ in self.song_probs.values()]
             stats["song_acc"] = float(np.mean(hits))

@@ -112,3 +112,11 @@ def test_every_key_the_brain_reads_is_set_in_the_yaml(name):
     keys = set(yaml_values(HPARAMS / name))
     read = set(BRAIN_HPARAMS) | set(OPTIONAL_BRAIN_HPARAMS)
     assert read <= keys, read - keys
+
+
+def test_a_bad_train_labels_value_is_refused_at_start_up_by_name(tmp_path):
+    hp = load_hparams(str(HPARAMS / "vgg16_sssl_cpu.yaml"),
+                      {"data_folder": str(tmp_path), "results_folder": str(tmp_path / "results"),
+                       "train_labels": "clean"})
+    with pytest.raises(ConfigError, match=r"train_labels='clean': must be one of inherited, truth"):
+        check_experiment_hparams(hp)
