@@ -68,10 +68,10 @@ def main(argv=None):
     ap.add_argument("--seg_dur", default="1")
     ap.add_argument("--extra", default="", help="space-separated overrides added to every run")
     args = ap.parse_args(argv)
-    from run_demo import DEMO_OVERRIDES
+    from bench_ablation import DATASET_SCHEDULE
+    from run_demo import DEMO_MODEL
 
-    model = [o for o in DEMO_OVERRIDES if not o.startswith(("--methods", "--n_folds", "--max_song_duration",
-                                                            "--target", "--seg_dur"))]
+    model = [o for o in DEMO_MODEL if not o.startswith(("--target", "--seg_dur"))] + DATASET_SCHEDULE
     common = model + ["--n_folds=10", f"--folds=[{args.folds}]", f"--seg_dur={args.seg_dur}",
                       f"--methods=[{args.methods}]", f"--data_folder={args.data_folder}",
                       f"--results_folder={args.out}", "--device=cpu", "--noprogressbar"] + args.extra.split()
