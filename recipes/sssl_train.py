@@ -17,8 +17,9 @@ re-runs stage 2 alone); docs/method.md, "One SSSL epoch, in call order"
 (docs/method.md#one-sssl-epoch-in-call-order), lists the hooks and functions
 of one epoch in the order they run. Each fold is its own experiment folder
 (``<experiment_folder>/<method>/fold_<k>/``): a fold whose ``metrics.json``
-exists is finished and skipped, an unfinished one resumes from its last
-checkpoint. The features_svm baseline (hand-crafted song features + the same
+exists is finished and skipped when its ``fold_settings.json`` holds the
+same settings (other settings are refused by name), an unfinished one
+resumes from its last checkpoint. The features_svm baseline (hand-crafted song features + the same
 SVM) runs on the same folds.
 
 Usage:
@@ -32,6 +33,7 @@ option, file or row (exit status 2).
 """
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -53,7 +55,7 @@ from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.dataio.experiment import Experiment, check_experiment_hparams, feature_stats  # noqa: E402
 from sssl_brain.inference.model_folder import fold_config  # noqa: E402
 from sssl_brain.method.brain import SSSLBrain  # noqa: E402
-from sssl_brain.method.warmup import share_warmup  # noqa: E402
+from sssl_brain.method.warmup import fold_settings, settings_differences, share_warmup  # noqa: E402
 from sssl_brain.song_level.fold_outputs import run_features_svm_fold, write_fold_outputs  # noqa: E402
 from sssl_brain.song_level.handcrafted import SONG_METHODS  # noqa: E402
 from sssl_brain.song_level.results import collect_results, write_results  # noqa: E402
@@ -63,6 +65,8 @@ from sssl_brain.utils.hparams import debug_overrides, load_hparams, parse_overri
 from sssl_brain.utils.io_utils import atomic_write_json  # noqa: E402
 
 logger = logging.getLogger(__name__)
+#: A fold's settings (sssl_brain.method.warmup.fold_settings); a finished fold is reused with them only.
+SETTINGS_FILE = "fold_settings.json"
 
 
 def dataset_recipes(root=RECIPES_ROOT):
@@ -204,10 +208,16 @@ def train_folds(hparams_file, run_opts, overrides, exp, runs):
     for method, fold in runs:
         fold_hparams = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
         done = os.path.join(fold_hparams["output_folder"], "metrics.json")
+        if os.path.isfile(done) or os.path.isfile(os.path.join(fold_hparams["output_folder"], SETTINGS_FILE)):
+            check_fold_settings(fold_hparams, finished=os.path.isfile(done))
         if os.path.isfile(done):
-            logger.info("%s fold %d: finished (%s exists), not retrained", method, fold, done)
+            logger.info("%s fold %d: finished (%s exists, same settings), not retrained", method, fold, done)
             continue
         logger.info("%s fold %d: training in %s", method, fold, fold_hparams["output_folder"])
+        if if_main_process():
+            os.makedirs(fold_hparams["output_folder"], exist_ok=True)
+            atomic_write_json(os.path.join(fold_hparams["output_folder"], SETTINGS_FILE),
+                              fold_settings(fold_hparams))
         if method in SONG_METHODS:
             if if_main_process():
                 run_features_svm_fold(fold_hparams, exp)
@@ -215,6 +225,27 @@ def train_folds(hparams_file, run_opts, overrides, exp, runs):
             train_fold(fold_hparams, run_opts, exp)
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+def check_fold_settings(hp, finished):
+    """Refuses a finished or started fold made with other settings (a ConfigError naming them)."""
+    folder = hp["output_folder"]
+    record = os.path.join(folder, SETTINGS_FILE)
+    if not os.path.isfile(record):
+        raise ConfigError(f"{folder} holds a finished fold without {SETTINGS_FILE} (made by an older "
+                          "version), so its settings cannot be checked: delete the folder to retrain it, or "
+                          "use another --results_folder")
+    with open(record, encoding="utf-8") as f:
+        old = json.load(f)
+    new = fold_settings(hp)
+    differ = settings_differences(old, new)
+    if differ:
+        shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
+                          for k in differ[:5])
+        state = "finished" if finished else "started"
+        more = "; ..." if len(differ) > 5 else ""
+        raise ConfigError(f"{folder} holds a fold {state} with other settings ({shown}{more}): delete the "
+                          "folder to retrain it, or use another --results_folder")
 
 
 def fold_job(folds, hparams_file, run_opts, overrides):

@@ -71,6 +71,42 @@ def warmup_key(hp):
     return key
 
 
+#: Left out of a finished fold's settings record: where outputs go and how many processes made them.
+_NOT_IN_FOLD_SETTINGS = (*_NOT_IN_WARMUP_KEY, "fold_jobs", "feature_jobs")
+
+
+def fold_settings(hp):
+    """Every plain setting a fold's results depend on, as a plain dict (its ``fold_settings.json``).
+
+    A finished fold is reused only when it was made with these settings (see
+    :func:`settings_differences`): every plain hyperparameter except the
+    folders outputs go to, the run's list of folds and the process counts.
+
+    Example
+    -------
+    >>> fold_settings({"batch_size": 16, "output_folder": "x", "model": object()})
+    {'batch_size': 16}
+    """
+    out = {}
+    for name, value in hp.items():
+        plain = _plain(value)
+        if name in _NOT_IN_FOLD_SETTINGS or name.startswith("__") or (plain is None and value is not None):
+            continue
+        out[name] = plain
+    return out
+
+
+def settings_differences(old, new):
+    """The names whose values differ between two :func:`fold_settings` records, sorted.
+
+    Example
+    -------
+    >>> settings_differences({"batch_size": 64, "lr": 0.001}, {"batch_size": 16, "lr": 0.001, "seed": 1})
+    ['batch_size', 'seed']
+    """
+    return sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+
+
 def warmup_snapshot_folder(hp):
     """``<experiment_folder>/warmup/snapshot_fold_<k>``: the warm-up snapshot shared by a fold's methods."""
     return os.path.join(hp["experiment_folder"], "warmup", f"snapshot_fold_{int(hp['fold'])}")
