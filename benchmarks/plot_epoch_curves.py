@@ -2,7 +2,8 @@
 
 Reads ``<experiment>/<method>/fold_<k>/epoch_stats.csv`` (one row per epoch,
 ``valid_acc`` = segment accuracy of the validation songs against their
-inherited labels) and writes one panel per fold with a line per method and
+inherited labels; ``--column valid_acc_truth``: against the per-second truth,
+where the dataset has it) and writes one panel per fold with a line per method and
 the end of the warm-up marked, plus the same numbers as a markdown table
 on stdout, with each curve's swing (the standard deviation of the validation
 accuracy over the post-warm-up epochs). The selected epoch of each fold and
@@ -11,6 +12,8 @@ method (``metrics.json``) is drawn as a dot.
 Usage::
 
     python benchmarks/plot_epoch_curves.py results/4q/quadrant_seg1s_seed1986 --warmup 3 --out curves.png
+    python benchmarks/plot_epoch_curves.py results/demo/quadrant_seg1s_seed1986 --warmup 5 \
+        --column valid_acc_truth
 """
 
 import argparse
@@ -26,9 +29,12 @@ sys.path.insert(0, ROOT)
 
 from sssl_brain.utils.io_utils import read_csv_dicts  # noqa: E402
 
+#: What a curve can show: the column of epoch_stats.csv and its axis label.
+COLUMNS = {"valid_acc": "inherited labels", "valid_acc_truth": "per-second truth"}
 
-def read_curves(exp):
-    """``{method: {fold: ([epochs], [valid_acc %], selected epoch or None)}}`` of the finished folds."""
+
+def read_curves(exp, column="valid_acc"):
+    """``{method: {fold: ([epochs], [column %], selected epoch or None)}}`` of the finished folds."""
     curves = {}
     for method in sorted(os.listdir(exp)):
         folder = os.path.join(exp, method)
@@ -39,11 +45,11 @@ def read_curves(exp):
             metrics = os.path.join(folder, name, "metrics.json")
             if not (name.startswith("fold_") and os.path.isfile(stats) and os.path.isfile(metrics)):
                 continue
-            rows = [r for r in read_csv_dicts(stats) if r["valid_acc"] != ""]
+            rows = [r for r in read_csv_dicts(stats) if r.get(column, "") != ""]
             with open(metrics, encoding="utf-8") as f:
                 selected = json.load(f).get("selected_epoch")
             curves.setdefault(method, {})[int(name.split("_")[1])] = (
-                [int(r["epoch"]) for r in rows], [100 * float(r["valid_acc"]) for r in rows], selected)
+                [int(r["epoch"]) for r in rows], [100 * float(r[column]) for r in rows], selected)
     return curves
 
 
@@ -63,21 +69,25 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("experiment")
     ap.add_argument("--warmup", type=int, required=True, help="warm-up epochs of the run")
-    ap.add_argument("--out", default=None, help="PNG file (default: <experiment>/valid_curves.png)")
+    ap.add_argument("--out", default=None, help="PNG file (default: <experiment>/valid_curves.png, "
+                    "valid_curves_truth.png for valid_acc_truth)")
+    ap.add_argument("--column", choices=sorted(COLUMNS), default="valid_acc",
+                    help="valid_acc (against the inherited labels) or valid_acc_truth (against the truth)")
     args = ap.parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = read_curves(args.experiment)
+    curves = read_curves(args.experiment, args.column)
+    against = COLUMNS[args.column]
     folds = sorted({k for per_fold in curves.values() for k in per_fold})
     if not folds:
-        raise SystemExit(f"{args.experiment}: no finished fold with epoch_stats.csv")
+        raise SystemExit(f"{args.experiment}: no finished fold with {args.column} in its epoch_stats.csv")
     cols = min(3, len(folds))
     rows = math.ceil(len(folds) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
-    print("| method | fold | valid acc % per epoch (inherited labels) | selected | swing after the warm-up |")
+    print(f"| method | fold | valid acc % per epoch ({against}) | selected | swing after the warm-up |")
     print("|---|---|---|---|---|")
     for ax, fold in zip(axes.flat, folds):
         for method, per_fold in curves.items():
@@ -97,12 +107,13 @@ def main(argv=None):
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(folds):]:
         ax.axis("off")
-    axes[0][0].set_ylabel("valid acc % (inherited labels)")
+    axes[0][0].set_ylabel(f"valid acc % ({against})")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{os.path.basename(os.path.normpath(args.experiment))}: validation per epoch "
                  f"(dotted: end of warm-up; circle: selected epoch)", fontsize=9)
     fig.tight_layout()
-    out = args.out or os.path.join(args.experiment, "valid_curves.png")
+    name = "valid_curves.png" if args.column == "valid_acc" else "valid_curves_truth.png"
+    out = args.out or os.path.join(args.experiment, name)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     print(f"\n{out}")

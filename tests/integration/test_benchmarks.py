@@ -70,3 +70,19 @@ def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sssl | 0 |")][0]
     assert row.endswith("| 2 | 1.6 |")  # std of 40, 44, 42
     assert (tmp_path / "c.png").is_file()
+
+
+def test_epoch_curves_against_the_truth_read_their_own_column(tmp_path, capsys):
+    """plot_epoch_curves --column valid_acc_truth: the curve and its swing come from valid_acc_truth."""
+    import json
+
+    import plot_epoch_curves
+
+    fold = tmp_path / "exp" / "inherit" / "fold_1"
+    fold.mkdir(parents=True)
+    (fold / "epoch_stats.csv").write_text("epoch,valid_acc,valid_acc_truth\n1,0.1,0.2\n2,0.5,0.6\n3,0.4,0.9\n")
+    (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
+    plot_epoch_curves.main([str(tmp_path / "exp"), "--warmup", "1", "--column", "valid_acc_truth"])
+    out = capsys.readouterr().out
+    assert "| inherit | 1 | 20.0 60.0 90.0 | 3 | 15.0 |" in out and "(per-second truth)" in out
+    assert (tmp_path / "exp" / "valid_curves_truth.png").is_file()
