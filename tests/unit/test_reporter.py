@@ -48,7 +48,7 @@ def test_every_epoch_stats_column_is_written(tmp_path):
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]])
     labels = torch.tensor([0, 1, 1, 0])
     batch = types.SimpleNamespace(truth=types.SimpleNamespace(data=torch.tensor([[0], [1], [0], [-1]])),
-                                  song_id=["a", "a", "b", "b"])
+                                  song_id=["a", "a", "b", "b"], id=["a_0", "a_1", "b_0", "b_1"])
     reporter.count_batch(logits, labels, batch, sb.Stage.VALID)
     stats = reporter.stage_stats(0.5, epoch=1, valid=True)
     assert stats["acc_inherited"] == 0.75 and stats["acc_truth"] == 1.0
