@@ -42,7 +42,8 @@ DEMO_MODEL = [
 #: The demo's schedule: batches of 16, so that the small model takes enough steps to hear the cues
 #: through the inherited labels (docs/results.md, "2026-12-07: a demo whose model hears the cues").
 DEMO_SCHEDULE = ["--batch_size=16", "--number_of_epochs=12", "--warmup_epochs=5"]
-DEMO_OVERRIDES = ["--max_song_duration=20", "--n_folds=5", *DEMO_MODEL, *DEMO_SCHEDULE, "--methods=[sssl, inherit]"]
+DEMO_OVERRIDES = ["--max_song_duration=20", "--n_folds=5", *DEMO_MODEL, *DEMO_SCHEDULE,
+                  "--methods=[sssl, inherit]"]
 
 
 def main(argv=None):

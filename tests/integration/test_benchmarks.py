@@ -80,7 +80,8 @@ def test_epoch_curves_against_the_truth_read_their_own_column(tmp_path, capsys):
 
     fold = tmp_path / "exp" / "inherit" / "fold_1"
     fold.mkdir(parents=True)
-    (fold / "epoch_stats.csv").write_text("epoch,valid_acc,valid_acc_truth\n1,0.1,0.2\n2,0.5,0.6\n3,0.4,0.9\n")
+    rows = "epoch,valid_acc,valid_acc_truth\n1,0.1,0.2\n2,0.5,0.6\n3,0.4,0.9\n"
+    (fold / "epoch_stats.csv").write_text(rows)
     (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
     plot_epoch_curves.main([str(tmp_path / "exp"), "--warmup", "1", "--column", "valid_acc_truth"])
     out = capsys.readouterr().out
