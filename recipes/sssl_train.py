@@ -208,9 +208,10 @@ def train_folds(hparams_file, run_opts, overrides, exp, runs):
     for method, fold in runs:
         fold_hparams = load_hparams(hparams_file, {**overrides, "method": method, "fold": fold})
         done = os.path.join(fold_hparams["output_folder"], "metrics.json")
-        if os.path.isfile(done) or os.path.isfile(os.path.join(fold_hparams["output_folder"], SETTINGS_FILE)):
-            check_fold_settings(fold_hparams, finished=os.path.isfile(done))
-        if os.path.isfile(done):
+        finished = os.path.isfile(done)
+        if finished or os.path.isfile(os.path.join(fold_hparams["output_folder"], SETTINGS_FILE)):
+            check_fold_settings(fold_hparams, finished=finished)
+        if finished:
             logger.info("%s fold %d: finished (%s exists, same settings), not retrained", method, fold, done)
             continue
         logger.info("%s fold %d: training in %s", method, fold, fold_hparams["output_folder"])

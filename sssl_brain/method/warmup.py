@@ -61,14 +61,19 @@ def warmup_key(hp):
     experiment and results folders (where outputs go). Two
     methods of a fold with the same key train the same warm-up epochs.
     """
-    skip = set(AFTER_WARMUP_HPARAMS) | set(_NOT_IN_WARMUP_KEY)
-    key = {}
+    return _plain_settings(hp, set(AFTER_WARMUP_HPARAMS) | set(_NOT_IN_WARMUP_KEY), ("hc_", "__"))
+
+
+def _plain_settings(hp, skip, skip_prefixes):
+    """The plain values of ``hp`` (see :func:`_plain`) whose names are neither in ``skip`` nor start with
+    one of ``skip_prefixes``, in ``hp``'s order."""
+    out = {}
     for name, value in hp.items():
         plain = _plain(value)
-        if name in skip or name.startswith(("hc_", "__")) or (plain is None and value is not None):
+        if name in skip or name.startswith(skip_prefixes) or (plain is None and value is not None):
             continue
-        key[name] = plain
-    return key
+        out[name] = plain
+    return out
 
 
 #: Left out of a finished fold's settings record: where outputs go and how many processes made them.
@@ -87,13 +92,7 @@ def fold_settings(hp):
     >>> fold_settings({"batch_size": 16, "output_folder": "x", "model": object()})
     {'batch_size': 16}
     """
-    out = {}
-    for name, value in hp.items():
-        plain = _plain(value)
-        if name in _NOT_IN_FOLD_SETTINGS or name.startswith("__") or (plain is None and value is not None):
-            continue
-        out[name] = plain
-    return out
+    return _plain_settings(hp, set(_NOT_IN_FOLD_SETTINGS), ("__",))
 
 
 def settings_differences(old, new):
