@@ -12,7 +12,7 @@ behind SpeechBrain's loader: the same float32 values, the same order
 shuffled training passes, dataset order otherwise) and the same batch
 fields (``feats``, ``label``, ``truth``, ``index`` as ``PaddedData``,
 ``song_id``, ``id``), so ``SSSLBrain`` trains the same numbers either way
-(``tests/integration/test_device_segments.py``).
+(``tests/integration/test_gpu_path.py``).
 """
 
 import math
@@ -159,3 +159,64 @@ class _Batches(torch.utils.data.IterableDataset):
     def __len__(self):
         n = len(self.segments) if self.positions is None else len(self.positions)
         return math.ceil(n / self.batch_size)
+
+
+def segment_labels(dataset):
+    """The inherited labels and the truth of every segment of a dataset, in dataset order.
+
+    Arguments
+    ---------
+    dataset : DeviceSegments or speechbrain.dataio.dataset.DynamicItemDataset
+        A training split (:func:`sssl_brain.dataio.dataset.segment_dataset` or :class:`DeviceSegments`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(labels, truth)``, int arrays (N,); truth -1 where the segment has none.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> ds = DynamicItemDataset({"a_0": {"label_int": 1, "truth_int": -1},
+    ...                          "a_1": {"label_int": 0, "truth_int": 0}})
+    >>> [x.tolist() for x in segment_labels(ds)]
+    [[1, 0], [-1, 0]]
+    """
+    if isinstance(dataset, DeviceSegments):
+        return dataset.labels_np, dataset.truth_np
+    rows = [dataset.data[i] for i in dataset.data_ids]
+    return np.array([r["label_int"] for r in rows]), np.array([r["truth_int"] for r in rows])
+
+
+def fit_loaders(train_set, valid_set, fit_kwargs):
+    """``Brain.fit``'s training and validation sets, with :class:`DeviceSegments` turned into loaders.
+
+    A :class:`DeviceSegments` becomes its :meth:`DeviceSegments.loader` built from
+    ``train_loader_kwargs`` / ``valid_loader_kwargs`` (popped from ``fit_kwargs``); other
+    datasets pass through for SpeechBrain's ``make_dataloader``.
+
+    Arguments
+    ---------
+    train_set, valid_set : DeviceSegments or Dataset or None
+        The sets given to ``fit``.
+    fit_kwargs : dict
+        ``fit``'s keyword arguments (changed in place).
+
+    Returns
+    -------
+    tuple
+        ``(train, valid, sampler)``: the sampler of the shuffled training loader, for the
+        Brain's ``train_sampler`` (None when ``train_set`` is not a :class:`DeviceSegments`).
+
+    Example
+    -------
+    >>> fit_loaders([1, 2], None, {})
+    ([1, 2], None, None)
+    """
+    if not isinstance(train_set, DeviceSegments):
+        return train_set, valid_set, None
+    opts = dict(fit_kwargs.pop("train_loader_kwargs", None) or {})
+    train = train_set.loader(opts["batch_size"], shuffle=bool(opts.get("shuffle", False)))
+    if isinstance(valid_set, DeviceSegments):
+        valid_set = valid_set.loader(dict(fit_kwargs.pop("valid_loader_kwargs", None) or {})["batch_size"])
+    return train, valid_set, train.dataset.sampler

@@ -24,15 +24,13 @@ checked in :mod:`~sssl_brain.method.checks`, the diagnostics written by
 :mod:`~sssl_brain.method.selection`.
 """
 
-import time
-
 import numpy as np
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
-from sssl_brain.dataio.device_segments import DeviceSegments
+from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders, segment_labels
 from sssl_brain.method import selection
 from sssl_brain.method.checks import check_sssl_hparams, partition_fallback_options
 from sssl_brain.method.forward import SSSLForward
@@ -51,21 +49,19 @@ from sssl_brain.method.sssl import (
     symmetric_kl,
 )
 from sssl_brain.method.teacher import TEACHER_RECOVERABLE, MeanTeacher
+from sssl_brain.utils.distributed import gather_in_order, shard_positions
 from sssl_brain.utils.errors import SSSLError
+from sssl_brain.utils.training import set_epoch_lr, synchronized_clock
 
 
 class SSSLBrain(sb.Brain):
     """SpeechBrain Brain for SSSL stage 1 (see the module docstring).
 
-    Requires in ``hparams`` every key of :data:`sssl_brain.method.checks.BRAIN_HPARAMS`, with the
-    values of ``hparams/vgg16_sssl.yaml``: the code has no defaults, and a missing key is a
-    ConfigError naming it at construction. Optional objects
-    (:data:`~sssl_brain.method.checks.OPTIONAL_BRAIN_HPARAMS`), each used only when given:
-    ``partition_state`` (the checkpointed :class:`~sssl_brain.method.selection.PartitionState`),
-    ``train_logger``, ``output_folder`` (where ``partition.csv``, ``epoch_stats.csv`` and the
-    plots go) and ``lr_annealing`` (the per-epoch learning rate). ``warmup_snapshot``: what
-    :func:`sssl_brain.method.warmup.share_warmup` returned (None: no snapshot of the warm-up).
-    The model module is ``modules["model"]`` with ``trunk``/``head`` methods.
+    ``hparams`` holds every key of :data:`sssl_brain.method.checks.BRAIN_HPARAMS` (no code defaults: a
+    missing key is a ConfigError naming it) and may hold the objects of
+    :data:`~sssl_brain.method.checks.OPTIONAL_BRAIN_HPARAMS`. ``warmup_snapshot``: what
+    :func:`sssl_brain.method.warmup.share_warmup` returned (None: no snapshot). The model module is
+    ``modules["model"]`` with ``trunk``/``head`` methods.
     """
 
     def __init__(self, *args, warmup_snapshot=None, **kwargs):
@@ -115,11 +111,7 @@ class SSSLBrain(sb.Brain):
     def use_training_set(self, train_set):
         """Keeps the training set for the partition pass: its labels, the class prior, the reporter."""
         self.train_dataset = train_set
-        if isinstance(train_set, DeviceSegments):
-            self.train_labels, truth = train_set.labels_np, train_set.truth_np
-        else:
-            self.train_labels = np.array([train_set.data[i]["label_int"] for i in train_set.data_ids])
-            truth = np.array([train_set.data[i]["truth_int"] for i in train_set.data_ids])
+        self.train_labels, truth = segment_labels(train_set)
         self.reporter = self._reporter(self.train_labels, truth)
         self.class_prior = torch.as_tensor(self.reporter.label_share, dtype=torch.float32, device=self.device)
 
@@ -132,13 +124,9 @@ class SSSLBrain(sb.Brain):
         same batches and order).
         """
         self.use_training_set(train_set)
-        if isinstance(train_set, DeviceSegments):
-            opts = dict(kwargs.pop("train_loader_kwargs", None) or {})
-            train_set = train_set.loader(opts["batch_size"], shuffle=bool(opts.get("shuffle", False)))
-            self.train_sampler = train_set.dataset.sampler  # Brain.fit sets its epoch, as make_dataloader's
-            if isinstance(valid_set, DeviceSegments):
-                opts = dict(kwargs.pop("valid_loader_kwargs", None) or {})
-                valid_set = valid_set.loader(opts["batch_size"])
+        train_set, valid_set, sampler = fit_loaders(train_set, valid_set, kwargs)
+        if sampler is not None:
+            self.train_sampler = sampler  # Brain.fit sets its epoch, as make_dataloader's
         self._no_valid = valid_set is None
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
@@ -255,31 +243,19 @@ class SSSLBrain(sb.Brain):
         Under DDP each rank computes a strided shard and the results are gathered, so every rank
         returns the losses of all segments.
         """
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        rank = torch.distributed.get_rank() if world > 1 else 0
         n, k = len(dataset), int(self.hparams.n_classes)
-        positions = list(range(rank, n, world))
+        positions = shard_positions(n)
         if isinstance(dataset, DeviceSegments):
             passes = self._eval_logits(dataset, positions=positions)
         else:
             passes = self._eval_logits(torch.utils.data.Subset(dataset, positions))
-        losses, probs, order = [], [], []
+        losses, probs, order = [torch.zeros(0)], [torch.zeros(0, k)], [torch.zeros(0, dtype=torch.long)]
         for batch, logits in passes:
             labels = batch.label.data[:, 0].to(self.device)
             losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
             probs.append(torch.softmax(logits, dim=-1).cpu())
             order.append(batch.index.data[:, 0].cpu())
-        losses = torch.cat(losses) if losses else torch.zeros(0)
-        probs = torch.cat(probs) if probs else torch.zeros(0, k)
-        order = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
-        if world > 1:  # SpeechBrain has no gather helper (ddp_all_reduce sums)
-            gathered = [None] * world
-            torch.distributed.all_gather_object(gathered, (order, losses, probs))
-            order, losses, probs = (torch.cat([g[i] for g in gathered]) for i in range(3))
-        full_losses, full_probs = np.zeros(n, dtype=np.float64), np.zeros((n, k), dtype=np.float64)
-        full_losses[order.numpy()] = losses.double().numpy()
-        full_probs[order.numpy()] = probs.double().numpy()
-        return full_losses, full_probs
+        return gather_in_order(torch.cat(order), n, torch.cat(losses), torch.cat(probs))
 
     def compute_partition(self, epoch):
         """The partition pass of this epoch (Eq. 3), reported; returns ``(PartitionResult, probs)``.
@@ -314,7 +290,7 @@ class SSSLBrain(sb.Brain):
         seed = int(self.hparams.seed) * 1000 + int(epoch)
         torch.manual_seed(seed)
         self.mix_generator.manual_seed(seed)
-        self.epoch_lr = self._set_epoch_lr(epoch)
+        self.epoch_lr = set_epoch_lr(self.optimizer, getattr(self.hparams, "lr_annealing", None), epoch)
         self.clean_mask = self.clean_prob = self.epoch_probs = None
         if self.uses_partition(epoch):
             if self.state.epoch != epoch or self.state.clean is None:  # else resumed inside this epoch
@@ -326,27 +302,12 @@ class SSSLBrain(sb.Brain):
             self.clean_mask = self.state.clean.to(self.device)
             self.clean_prob = self.state.clean_prob.to(self.device)
             self.epoch_probs = self.state.probs.to(self.device) if self.state.probs is not None else None
-        self._train_started = self._clock()  # the training steps of the epoch start now (timing.json)
-
-    def _clock(self):
-        """``time.perf_counter()`` once the device's queued work is done (timing of the training steps)."""
-        if self.device_type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def _set_epoch_lr(self, epoch):
-        """This epoch's learning rate from ``lr_annealing`` (depends on the epoch alone: resumes match)."""
-        scheduler = getattr(self.hparams, "lr_annealing", None)
-        if scheduler is None or self.optimizer is None:
-            return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else None
-        lr, _ = scheduler(int(epoch))
-        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
-        return float(lr)
+        self._train_started = synchronized_clock(self.device)  # the epoch's training steps start now
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Reports the stage; at the end of an epoch, saves its checkpoint."""
         if stage == sb.Stage.TRAIN:
-            self.timing["train_step_seconds"] += self._clock() - self._train_started
+            self.timing["train_step_seconds"] += synchronized_clock(self.device) - self._train_started
             self.timing["train_segments_seen"] += len(self.train_labels)
             self.timing["epochs_run"] += 1
             self.train_loss = stage_loss

@@ -121,7 +121,10 @@ BRAIN_HPARAMS = (
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
     "collapse_margin", "selection_metric", "selection_scope", "ema_decay",
 )
-#: The optional objects the Brain uses when they are given (see :class:`sssl_brain.method.brain.SSSLBrain`).
+#: The optional objects :class:`sssl_brain.method.brain.SSSLBrain` uses when they are given:
+#: ``partition_state`` (the checkpointed :class:`~sssl_brain.method.selection.PartitionState`),
+#: ``train_logger``, ``output_folder`` (``partition.csv``, ``epoch_stats.csv``, the plots) and
+#: ``lr_annealing`` (the per-epoch learning rate).
 OPTIONAL_BRAIN_HPARAMS = ("partition_state", "train_logger", "output_folder", "lr_annealing")
 
 

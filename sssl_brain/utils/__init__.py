@@ -1,1 +1,1 @@
-"""Errors, atomic file writing, checkpoints, safe model files, plots."""
+"""Errors, atomic file writing, checkpoints, safe model files, plots, DDP gathering, training-loop helpers."""
