@@ -119,7 +119,7 @@ BRAIN_HPARAMS = (
     "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
     *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
-    "collapse_margin", "selection_metric", "selection_scope", "ema_decay",
+    "collapse_margin", "selection_metric", "selection_scope", "ema_decay", "warmup_mixup",
 )
 #: The optional objects :class:`sssl_brain.method.brain.SSSLBrain` uses when they are given:
 #: ``partition_state`` (the checkpointed :class:`~sssl_brain.method.selection.PartitionState`),
@@ -159,6 +159,8 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
         raise ConfigError(f"sharpen_temperature={hparams['sharpen_temperature']!r}: must be > 0")
     if float(hparams["mixup_alpha"]) < 0:
         raise ConfigError(f"mixup_alpha={hparams['mixup_alpha']!r}: must be >= 0")
+    if not isinstance(hparams["warmup_mixup"], bool):
+        raise ConfigError(f"warmup_mixup={hparams['warmup_mixup']!r}: must be True or False")
     if float(hparams["rdrop_lambda"]) < 0:
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:
