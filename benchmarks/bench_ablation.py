@@ -27,7 +27,10 @@ class-prior penalty (the paper's Eq. 9 with our training schedule);
 value for its real-world-noise data sets); ``features_svm`` is the
 hand-crafted-feature SVM on the same folds; ``truth_ceiling`` (datasets with
 per-second truth: the demo) is ``inherit`` trained and validated on every
-segment's truth instead of its song's label, the clean-label ceiling.
+segment's truth instead of its song's label, the clean-label ceiling;
+``inherit_mixup`` is ``inherit`` with mixup on the inherited labels in every
+epoch (``warmup_mixup``: CE + mixup) and ``sssl_mixup_warmup`` is ``sssl`` whose
+warm-up is that baseline's.
 
 Usage::
 
@@ -75,6 +78,8 @@ CONFIGS = {
     "proposed_star": ["--methods=[proposed_star]"],
     "features_svm": ["--methods=[features_svm]"],
     "truth_ceiling": ["--methods=[inherit]", "--train_labels=truth"],
+    "inherit_mixup": ["--methods=[inherit]", "--warmup_mixup=True"],
+    "sssl_mixup_warmup": ["--methods=[sssl]", "--warmup_mixup=True"],
 }
 
 
