@@ -15,8 +15,10 @@ Configurations (``--configs``):
 
 * ``clean``: cross-entropy on the clean labels (the ceiling);
 * ``ce``: cross-entropy on the noisy labels (``method: inherit``);
-* ``ce_mixup``: the same with mixup on the noisy labels in every epoch (``warmup_mixup: True``),
-  the baseline of Zhang et al. 2018 that SSSL's own mixup step should be read against;
+* ``ce_mixup``: the same with mixup on the noisy labels in every epoch (``warmup_mixup: True``,
+  ``prior_weight: 0``), the baseline of Zhang et al. 2018;
+* ``ce_mixup_prior``: ``ce_mixup`` with the yaml's class-prior penalty: SSSL's Eq. 9 objective with
+  every image labeled (no partition, no guesses), what ``sssl``'s SSSL step should be read against;
 * ``sssl_paper``: SSSL as the paper states it (``prior_weight: 0``, the yaml's other options);
 * ``sssl``: SSSL with the yaml's defaults (class-prior penalty on);
 * ``proposed_star``: ``sssl_paper`` without R-Drop (lambda 0);
@@ -65,7 +67,8 @@ from sssl_brain.utils.io_utils import atomic_write_json, atomic_write_text, read
 CONFIGS = {
     "clean": {"method": "inherit", "clean_labels": True},
     "ce": {"method": "inherit"},
-    "ce_mixup": {"method": "inherit", "warmup_mixup": True},
+    "ce_mixup": {"method": "inherit", "warmup_mixup": True, "prior_weight": 0.0},
+    "ce_mixup_prior": {"method": "inherit", "warmup_mixup": True},
     "sssl_paper": {"method": "sssl", "prior_weight": 0.0},
     "sssl": {"method": "sssl"},
     "proposed_star": {"method": "proposed_star", "prior_weight": 0.0},

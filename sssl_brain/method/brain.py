@@ -180,8 +180,10 @@ class SSSLBrain(sb.Brain):
         feats = batch.feats.data.to(self.device)
         labels = batch.label.data[:, 0].to(self.device)
         index = batch.index.data[:, 0].to(self.device)
-        partitioned = self.clean_mask is not None  # else warmup_mixup: mixup on the inherited labels, U empty
-        noisy = ~self.clean_mask[index] if partitioned else torch.zeros_like(labels, dtype=torch.bool)
+        if self.clean_mask is None:  # warmup_mixup: every segment labeled (X = all, U empty)
+            noisy = torch.zeros_like(labels, dtype=torch.bool)
+        else:
+            noisy = ~self.clean_mask[index]
         n_u = int(noisy.sum())
         targets = F.one_hot(labels, int(hp.n_classes)).float()
         epoch_probs = self.epoch_probs[index] if self.epoch_probs is not None else None
@@ -214,7 +216,7 @@ class SSSLBrain(sb.Brain):
         l_mix = soft_cross_entropy(logits.float(), mix_pairs(targets, delta, perm))  # Eq. 7, then L_MIX
         prior_weight = float(hp.prior_weight)
         l_prior = logits.new_zeros(())
-        if prior_weight > 0 and partitioned:
+        if prior_weight > 0:
             l_prior = class_prior_penalty(logits.float(), self.class_prior)
         loss = sssl_loss(l_mix, l_kl, lam, l_prior, prior_weight)  # Eq. 9
         return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()),
@@ -222,7 +224,7 @@ class SSSLBrain(sb.Brain):
 
     def fit_batch(self, batch):
         """One SSSL step; before/without the partition, SpeechBrain's own ``fit_batch`` (with
-        ``warmup_mixup``: mixup on the inherited labels, :meth:`sssl_objective` with U empty)."""
+        ``warmup_mixup``: :meth:`sssl_objective` with every segment labeled, U empty)."""
         if self.clean_mask is None and not self.hparams.warmup_mixup:
             return super().fit_batch(batch)
         should_step = (self.step % self.grad_accumulation_factor) == 0

@@ -8,7 +8,7 @@ from synthetic import brain_hparams, datasets, make_brain, make_noisy_segments, 
 
 from sssl_brain.method import brain as brain_module
 from sssl_brain.method.checks import check_sssl_hparams
-from sssl_brain.method.sssl import mix_pairs, soft_cross_entropy
+from sssl_brain.method.sssl import class_prior_penalty, mix_pairs, soft_cross_entropy
 from sssl_brain.method.warmup import warmup_key
 from sssl_brain.utils.errors import ConfigError
 
@@ -47,7 +47,8 @@ def _run(tmp_path, segments, method, warmup_mixup, monkeypatch):
             with torch.no_grad():
                 logits = model(mix_pairs(x, delta, perm))
             torch.set_rng_state(after)
-            by_hand = float(soft_cross_entropy(logits.float(), mix_pairs(targets, delta, perm)))
+            by_hand = float(soft_cross_entropy(logits.float(), mix_pairs(targets, delta, perm))
+                            + class_prior_penalty(logits.float(), brain.class_prior))  # prior_weight 1
             labels = batch.label.data[:, 0]
             assert torch.equal(targets, torch.nn.functional.one_hot(labels, 2).float())
         else:
@@ -67,21 +68,21 @@ def test_without_warmup_mixup_the_warmup_is_plain_cross_entropy(tmp_path, segmen
     assert {epoch for epoch, *_ in steps} == {3}  # the SSSL objective runs only after the warm-up
 
 
-def test_warmup_mixup_trains_the_warmup_on_mixed_inherited_labels_without_the_prior(tmp_path, segments,
-                                                                                    monkeypatch):
+def test_warmup_mixup_trains_the_warmup_on_eq9_with_every_segment_labeled(tmp_path, segments, monkeypatch):
     steps = _run(tmp_path, segments, "sssl", True, monkeypatch)
     warm = [s for s in steps if s[0] <= 2]
     assert {s[0] for s in warm} == {1, 2} and len(warm) == 6  # 48 segments, batches of 16, 2 epochs
-    for _, n_u, l_prior, loss, by_hand in warm:
-        assert n_u == 0 and l_prior == 0.0  # no U, and the class-prior guard belongs to the SSSL epochs
-        assert loss == pytest.approx(by_hand, rel=1e-5)  # Eq. 6-7 on the one-hot inherited labels, L_MIX
+    for _, n_u, _, loss, by_hand in warm:
+        assert n_u == 0  # no U, so no R-Drop term
+        assert loss == pytest.approx(by_hand, rel=1e-5)  # L_MIX of Eq. 6-7 on the one-hot labels + prior
+    assert any(s[2] > 0 for s in warm)  # the class-prior term of prior_weight counts in the warm-up too
     assert any(s[0] == 3 for s in steps)
 
 
 def test_inherit_with_warmup_mixup_is_ce_with_mixup_in_every_epoch(tmp_path, segments, monkeypatch):
     steps = _run(tmp_path, segments, "inherit", True, monkeypatch)
     assert {s[0] for s in steps} == {1, 2, 3}
-    assert all(s[1] == 0 and s[2] == 0.0 and s[3] == pytest.approx(s[4], rel=1e-5) for s in steps)
+    assert all(s[1] == 0 and s[3] == pytest.approx(s[4], rel=1e-5) for s in steps)
 
 
 def test_warmup_key_counts_mixup_alpha_only_with_warmup_mixup():
