@@ -186,8 +186,8 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
                                       scope="post_warmup")
     test_post = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
     return {
-        "config": config, "noise": noise, "seed": seed, "epochs": epochs, "warmup": warmup,
-        "test_last": brain.test_curve[-1], "test_selected": test_selected,
+        "config": config, "settings": dict(settings or {}), "noise": noise, "seed": seed, "epochs": epochs,
+        "warmup": warmup, "test_last": brain.test_curve[-1], "test_selected": test_selected,
         "selected_epoch": selection["selected_epoch"],
         "selected_in_warmup": selection.get("selected_in_warmup"),
         "test_selected_post_warmup": test_post,
@@ -206,6 +206,26 @@ def pct(value):
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def row_label(row, results=()):
+    """A row's name in the tables and plots: its config, its ``--set`` settings and, where ``results``
+    mix warm-up lengths, its warm-up.
+
+    Example
+    -------
+    >>> row_label({"config": "ce", "settings": {"warmup_mixup": True}, "warmup": 10})
+    'ce [warmup_mixup=True]'
+    >>> row_label({"config": "ce", "warmup": 4}, [{"warmup": 4}, {"warmup": 10}])
+    'ce (warm-up 4)'
+    """
+    label = row["config"]
+    settings = row.get("settings") or {}
+    if settings:
+        label += " [" + ", ".join(f"{k}={v}" for k, v in settings.items()) + "]"
+    if len({r.get("warmup") for r in results}) > 1:
+        label += f" (warm-up {row['warmup']})"
+    return label
+
+
 def mean_table(results):
     """Markdown table of the means over seeds per noise and config (rows of :func:`run`).
 
@@ -213,7 +233,7 @@ def mean_table(results):
     -------
     >>> rows = [{"noise": 0.4, "config": "ce", "seed": s, "test_last": v, "test_selected": v,
     ...          "test_selected_post_warmup": v, "test_best_oracle": v, "x_precision": None,
-    ...          "x_recall": None, "swing": 0.02, "selected_in_warmup": False}
+    ...          "x_recall": None, "swing": 0.02, "selected_in_warmup": False, "warmup": 10}
     ...         for s, v in ((0, 0.5), (1, 0.7))]
     >>> print(mean_table(rows).splitlines()[2])
     | 40% | ce | 2 | 60.0 | 60.0 | 60.0 | 60.0 |  |  | 2.0 | 0 |
@@ -221,7 +241,7 @@ def mean_table(results):
     groups = {}
     for r in results:
         noise = "any" if r["config"] == "clean" else f"{r['noise']:.0%}"
-        groups.setdefault((noise, r["config"]), []).append(r)
+        groups.setdefault((noise, row_label(r, results)), []).append(r)
     lines = ["| noise | config | seeds | last | selected on valid | selected after warm-up | oracle best "
              "| X precision | X recall | swing | warm-up selected (runs) |", "|---|" * 1 + "---|" * 10]
 
@@ -250,10 +270,11 @@ def plot_curves(results, path):
         configs = {}
         for r in results:
             if r["noise"] == noise or r["config"] == "clean":
-                configs.setdefault(r["config"], []).append(r["test_curve"])
+                configs.setdefault(row_label(r, results), []).append(r["test_curve"])
         for config, curves in configs.items():
             mean = 100 * np.mean(np.array(curves), axis=0)
-            ax.plot(np.arange(1, mean.size + 1), mean, label=config, ls="--" if config == "clean" else "-")
+            style = "--" if config.startswith("clean") else "-"
+            ax.plot(np.arange(1, mean.size + 1), mean, label=config, ls=style)
         warmup = results[0]["warmup"]
         ax.axvline(warmup + 0.5, color="grey", lw=0.8)
         ax.set(title=f"{noise:.0%} symmetric noise (mean of seeds)", xlabel="epoch",
