@@ -240,3 +240,11 @@ def test_cue_table_is_consistent():
         assert abs(sum(cues["drums"].values()) - 1.0) < 1e-9
     assert min(QUADRANT_CUES["Q1"]["tempo_bpm"]) > min(QUADRANT_CUES["Q4"]["tempo_bpm"])
     assert max(QUADRANT_CUES["Q2"]["dissonance"]) > max(QUADRANT_CUES["Q1"]["dissonance"])
+
+
+def test_demo_export_says_when_no_method_has_a_trained_fold(tmp_path):
+    from run_demo import export_and_plot
+
+    (tmp_path / "sssl" / "fold_0").mkdir(parents=True)  # a warm-up-only folder is not a trained fold
+    with pytest.raises(SystemExit, match=r"no trained fold 0 of sssl, proposed_star or inherit in .*"):
+        export_and_plot(str(tmp_path), str(tmp_path), str(tmp_path / "model"))
