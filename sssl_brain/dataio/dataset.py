@@ -15,6 +15,7 @@ import speechbrain as sb
 import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from sssl_brain.dataio.device_segments import DeviceSegments
 from sssl_brain.dataio.labels import CLASS_NAMES, song_class
 from sssl_brain.dataio.segments import frames_per_segment, song_segments
 from sssl_brain.utils.errors import ConfigError, DataError
@@ -288,3 +289,32 @@ def segment_dataset(segments, cache):
     sb.dataio.dataset.add_dynamic_item([dataset], label_pipeline)
     sb.dataio.dataset.set_output_keys([dataset], ["id", "song_id", "feats", "label", "truth", "index"])
     return dataset
+
+
+def segment_labels(dataset):
+    """The inherited labels and the truth of every segment of a dataset, in dataset order.
+
+    Arguments
+    ---------
+    dataset : DeviceSegments or speechbrain.dataio.dataset.DynamicItemDataset
+        A training split (:func:`segment_dataset`, whose items carry ``label_int`` / ``truth_int``, or
+        :class:`~sssl_brain.dataio.device_segments.DeviceSegments`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(labels, truth)``, int arrays (N,); truth -1 where the segment has none.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> ds = DynamicItemDataset({"a_0": {"label_int": 1, "truth_int": -1},
+    ...                          "a_1": {"label_int": 0, "truth_int": 0}})
+    >>> [x.tolist() for x in segment_labels(ds)]
+    [[1, 0], [-1, 0]]
+    """
+    if isinstance(dataset, DeviceSegments):
+        return dataset.labels_np, dataset.truth_np
+    rows = [dataset.data[i] for i in dataset.data_ids]
+    return np.array([r["label_int"] for r in rows]), np.array([r["truth_int"] for r in rows])
+

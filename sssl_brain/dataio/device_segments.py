@@ -161,33 +161,6 @@ class _Batches(torch.utils.data.IterableDataset):
         return math.ceil(n / self.batch_size)
 
 
-def segment_labels(dataset):
-    """The inherited labels and the truth of every segment of a dataset, in dataset order.
-
-    Arguments
-    ---------
-    dataset : DeviceSegments or speechbrain.dataio.dataset.DynamicItemDataset
-        A training split (:func:`sssl_brain.dataio.dataset.segment_dataset` or :class:`DeviceSegments`).
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(labels, truth)``, int arrays (N,); truth -1 where the segment has none.
-
-    Example
-    -------
-    >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> ds = DynamicItemDataset({"a_0": {"label_int": 1, "truth_int": -1},
-    ...                          "a_1": {"label_int": 0, "truth_int": 0}})
-    >>> [x.tolist() for x in segment_labels(ds)]
-    [[1, 0], [-1, 0]]
-    """
-    if isinstance(dataset, DeviceSegments):
-        return dataset.labels_np, dataset.truth_np
-    rows = [dataset.data[i] for i in dataset.data_ids]
-    return np.array([r["label_int"] for r in rows]), np.array([r["truth_int"] for r in rows])
-
-
 def fit_loaders(train_set, valid_set, fit_kwargs):
     """``Brain.fit``'s training and validation sets, with :class:`DeviceSegments` turned into loaders.
 

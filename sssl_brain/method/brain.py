@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
-from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders, segment_labels
+from sssl_brain.dataio.dataset import segment_labels
+from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders
 from sssl_brain.method import selection
 from sssl_brain.method.checks import check_sssl_hparams, partition_fallback_options
 from sssl_brain.method.forward import SSSLForward
