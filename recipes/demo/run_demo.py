@@ -86,15 +86,17 @@ def load_recipe(dataset):
 
 
 def export_and_plot(exp, data_folder, model_dir):
-    """Exports fold 0 of the first trained method among sssl, proposed_star and inherit (in that order)
+    """Exports fold 0 of the first trained method of ``METHODS`` (sssl, proposed_star, inherit)
     and draws the emotion curve (Figure 2) of its first test song."""
     from sssl_brain.inference.export import export_fold
     from sssl_brain.inference.recognizer import EmotionRecognizer, plot_segment_probabilities
+    from sssl_brain.method.checks import METHODS
 
-    folds = [os.path.join(exp, m, "fold_0") for m in ("sssl", "proposed_star", "inherit")]
+    folds = [os.path.join(exp, m, "fold_0") for m in METHODS]
     trained = [f for f in folds if os.path.exists(os.path.join(f, "fold_config.json"))]
     if not trained:
-        raise SystemExit(f"no trained fold 0 of sssl, proposed_star or inherit in {exp}: nothing to export")
+        raise SystemExit(f"no trained fold 0 of {', '.join(METHODS[:-1])} or {METHODS[-1]} in {exp}: "
+                         "nothing to export")
     fold = trained[0]
     export_fold(fold, model_dir, overwrite=True)
     song = next(r for r in read_csv_dicts(os.path.join(fold, "song_predictions.csv")) if r["split"] == "test")
