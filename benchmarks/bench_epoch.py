@@ -207,8 +207,8 @@ def profile_epochs(name, n_train, n_valid, seconds, batch_size, u_share, device,
     forced = {}
     original_partition = brain.compute_partition
 
-    def partition_with_u_share(epoch):  # the real pass and fit, then a realistic U share
-        result, probs = original_partition(epoch)
+    def partition_with_u_share(epoch, *args, **kwargs):  # the real pass and fit, then a realistic U share
+        result, probs = original_partition(epoch, *args, **kwargs)
         rng = np.random.default_rng(0)
         result.clean = rng.random(len(train)) >= u_share
         forced["u"] = 1 - result.clean.mean()

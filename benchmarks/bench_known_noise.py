@@ -27,11 +27,8 @@ Configurations (``--configs``):
 * ``clean_subset``: cross-entropy on the training images whose noisy label is right, the others
   dropped: what a perfect partition with U thrown away would give (an oracle, for reading only).
 
-``--set co_divide=true`` (SSSL configs; a probe of DivideMix's co-divide and co-guess, not in the
-library): two networks (the second from another initial seed), each trained on the partition of
-the *other* network's losses; U's guess, validation and the test predictions use the mean of
-their softmax outputs (:class:`CoDivideBrain`). One optimiser holds both networks (Adam is
-per-parameter, so it equals two), but the gradient norm is clipped over both together.
+``--set co_divide=true`` (SSSL configs): the yaml option, DivideMix's co-divide and co-guess (two
+networks, each trained on the partition of the other's losses; the first serves; docs/method.md).
 
 ``--set oracle_partition=true`` (SSSL configs; an oracle, for reading only) gives the partition pass a
 loss of 0 for every training image whose label is right and 1 for the others, so X is exactly the
@@ -64,7 +61,6 @@ from collections import Counter
 import numpy as np
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -75,7 +71,6 @@ from synthetic import brain_hparams  # noqa: E402
 from sssl_brain.dataio.device_segments import DeviceSegments  # noqa: E402
 from sssl_brain.lobes.vgg16 import VGG16  # noqa: E402
 from sssl_brain.method.brain import SSSLBrain  # noqa: E402
-from sssl_brain.method.forward import SSSLForward  # noqa: E402
 from sssl_brain.method.selection import PartitionState, recover_selected  # noqa: E402
 from sssl_brain.utils.io_utils import atomic_write_json, atomic_write_text, read_csv_dicts  # noqa: E402
 
@@ -134,84 +129,10 @@ class CurveBrain(SSSLBrain):
             probs = self.predict_probs(self.test_set)
             self.test_curve.append(float((probs.argmax(1) == self.test_set.truth_np).mean()))
 
-    def segment_losses(self, dataset):
+    def segment_losses(self, dataset, model=None):
         """With ``oracle_losses``: the pass's probabilities and the oracle's losses (0 right, 1 wrong)."""
-        losses, probs = super().segment_losses(dataset)
+        losses, probs = super().segment_losses(dataset, model)
         return (losses if self.oracle_losses is None else self.oracle_losses), probs
-
-
-class MeanOfTwo(torch.nn.Module):
-    """The log of the mean softmax of two networks (DivideMix's prediction with both networks)."""
-
-    def __init__(self, a, b):
-        super().__init__()
-        self.a, self.b = a, b
-
-    def forward(self, x):
-        mean = (torch.softmax(self.a(x).float(), -1) + torch.softmax(self.b(x).float(), -1)) / 2
-        return torch.log(mean.clamp_min(1e-12))
-
-
-class CoDivideBrain(CurveBrain):
-    """Probe of DivideMix's co-divide and co-guess on SSSLBrain (``--set co_divide=true``).
-
-    ``modules["peer"]`` is the second network. The partition pass runs once per network; network A
-    trains on B's partition and B on A's; U's guess (:meth:`guess_probs` of the serving model),
-    validation and predictions use :class:`MeanOfTwo`. Warm-up: both on cross-entropy.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.modules["peer"] = SSSLForward(self.modules["peer"]).to(self.device)
-        self.nets = [self.modules["model"], self.modules["peer"]]
-        self.both = MeanOfTwo(self.student, self.modules["peer"].model)
-        self.partition_net = None  # the network whose losses the partition pass takes, else both
-
-    @property
-    def serving_model(self):
-        return self.partition_net if self.partition_net is not None else self.both
-
-    def compute_forward(self, batch, stage):
-        if stage == sb.Stage.TRAIN:
-            return super().compute_forward(batch, stage)
-        return self.both(batch.feats.data.to(self.device))
-
-    def on_stage_start(self, stage, epoch=None):
-        self.partition_net = self.student  # the state's partition: from A's losses (trains B)
-        try:
-            super().on_stage_start(stage, epoch)
-            self.from_a = self.from_b = None
-            if stage == sb.Stage.TRAIN and self.clean_mask is not None:
-                self.from_a = (self.clean_mask, self.clean_prob)
-                self.partition_net = self.modules["peer"].model
-                result, _ = self.compute_partition(epoch)
-                clean = torch.as_tensor(np.asarray(result.clean, dtype=bool))
-                prob = torch.as_tensor(np.asarray(result.clean_prob, dtype=np.float32))
-                self.from_b = (clean.to(self.device), prob.to(self.device))
-        finally:
-            self.partition_net = None
-
-    def fit_batch(self, batch):
-        should_step = (self.step % self.grad_accumulation_factor) == 0
-        self.on_fit_batch_start(batch, should_step)
-        if self.clean_mask is None:  # warm-up: both networks on cross-entropy
-            feats = batch.feats.data.to(self.device)
-            labels = batch.label.data[:, 0].to(self.device)
-            loss = sum(F.cross_entropy(net(feats).float(), labels) for net in self.nets)
-        else:  # co-divide: A on B's partition, B on A's
-            loss = 0.0
-            try:
-                for net, (mask, prob) in zip(self.nets, (self.from_b, self.from_a)):
-                    self.modules["model"], self.clean_mask, self.clean_prob = net, mask, prob
-                    loss = loss + self.sssl_objective(batch)[0]
-            finally:
-                self.modules["model"] = self.nets[0]
-                self.clean_mask, self.clean_prob = self.from_a
-        (loss / self.grad_accumulation_factor).backward()
-        if should_step:
-            self.optimizers_step()
-        self.on_fit_batch_end(batch, None, loss, should_step)
-        return loss.detach().cpu()
 
 
 def config_options(config, ema_decay):
@@ -250,7 +171,6 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     if opts.pop("clean_subset", False):
         split = {**split, "train": split["train"][noisy[split["train"]] == clean[split["train"]]]}
     oracle = opts.pop("oracle_partition", False)
-    co_divide = opts.pop("co_divide", False)
     cache = ImageCache(images)
     sets = {name: DeviceSegments(rows(split[name], labels if name != "test" else clean, clean), cache, "cpu")
             for name in split}
@@ -259,10 +179,6 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     train_imgs = images[split["train"]]
     model.set_input_normalization(train_imgs.mean(axis=(0, 1)), train_imgs.std(axis=(0, 1)) + 1e-3)
     modules = {"model": model}
-    if co_divide:
-        torch.manual_seed(seed + 1000)
-        modules["peer"] = VGG16(n_classes=10, width_mult=1 / 8, classifier_dim=128, batch_norm=True, n_mels=8)
-        modules["peer"].set_input_normalization(model.input_mean.clone(), model.input_std.clone())
     counter = sb.utils.epoch_loop.EpochCounter(epochs)
     state = PartitionState()
     hp = brain_hparams(
@@ -272,8 +188,7 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
                                                         epoch_count=epochs), **opts)
     checkpointer = sb.utils.checkpoints.Checkpointer(
         os.path.join(folder, "save"), {**modules, "counter": counter, "partition_state": state})
-    brain_class = CoDivideBrain if co_divide else CurveBrain
-    brain = brain_class(modules=modules, hparams=hp, checkpointer=checkpointer,
+    brain = CurveBrain(modules=modules, hparams=hp, checkpointer=checkpointer,
                        opt_class=lambda p: torch.optim.Adam(p, lr=lr, weight_decay=5e-4),
                        run_opts={"device": "cpu", "noprogressbar": True})
     brain.test_set, brain.test_curve = sets["test"], []

@@ -137,7 +137,7 @@ class VGG16(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(classifier_dim, n_classes),
         )
-        self._init_weights()
+        self.init_weights()
         size = int(n_mels) if n_mels else 1
         # input normalisation (x - mean) / std, set from the training songs by set_input_normalization;
         # buffers, so they travel with the weights in checkpoints and exported models
@@ -147,7 +147,7 @@ class VGG16(nn.Module):
         if self.channels_last:
             self.features.to(memory_format=torch.channels_last)
 
-    def _init_weights(self):
+    def init_weights(self):
         """torchvision's VGG initialisation."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -13,6 +13,9 @@ Per training epoch after ``warmup_epochs`` (docs/method.md, "One SSSL epoch, in 
    keeping everything SpeechBrain's ``fit_batch`` does (gradient
    accumulation, ``no_sync``, ``training_ctx``, the grad scaler, ``optimizers_step``).
 
+With ``co_divide`` a second network (the peer, :mod:`~sssl_brain.method.co_divide`) trains beside the
+model: each network on the partition of the other's losses, U's guess the mean of both.
+
 With ``ema_decay`` a :class:`~sssl_brain.method.teacher.MeanTeacher` (the EMA of the
 weights and batch-norm buffers, updated after every optimiser step) is the serving model:
 the partition pass, U's guesses, validation, selection, predictions and export use it.
@@ -34,6 +37,7 @@ from sssl_brain.dataio.dataset import segment_labels
 from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders
 from sssl_brain.method import selection
 from sssl_brain.method.checks import check_sssl_hparams, partition_fallback_options
+from sssl_brain.method.co_divide import crossed, make_peer
 from sssl_brain.method.forward import SSSLForward
 from sssl_brain.method.partition import partition_segments
 from sssl_brain.method.reporter import SSSLReporter
@@ -71,6 +75,13 @@ class SSSLBrain(sb.Brain):
         check_sssl_hparams(hparams, {"device": self.device, "distributed_launch": self.distributed_launch})
         self.modules["model"] = SSSLForward(self.modules["model"]).to(self.device)
         self.student = self.modules["model"].model  # the trained VGG16 (DDP wraps the SSSLForward around it)
+        #: the second network of ``co_divide`` (SSSL methods only), trained beside the student
+        self.peer = None
+        if self.hparams.co_divide and self.method != "inherit":
+            self.peer = make_peer(self.student, int(self.hparams.seed) + 1).to(self.device)
+            self.modules["peer"] = SSSLForward(self.peer).to(self.device)
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("peer", self.peer)
         #: the EMA of the student (``ema_decay``), kept out of ``modules`` so the optimiser never sees it
         self.teacher = None
         if self.hparams.ema_decay is not None:
@@ -81,7 +92,7 @@ class SSSLBrain(sb.Brain):
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("partition_state", self.state)
         self.warmup_snapshot = warmup_snapshot
-        self.clean_mask = self.clean_prob = self.epoch_probs = None
+        self.clean_mask = self.clean_prob = self.epoch_probs = self.peer_partition = None
         self.train_dataset = self.class_prior = None
         self.reporter = self._reporter()
         self.mix_generator = torch.Generator()
@@ -138,19 +149,23 @@ class SSSLBrain(sb.Brain):
         return model(batch.feats.data.to(self.device))
 
     def guess_probs(self, u_x):
-        """U's guess of this step (Eq. 4, before sharpening): the eval-mode serving model, no grad.
+        """U's guess of this step (Eq. 4, before sharpening): the eval-mode serving model, no grad;
+        with ``co_divide``, the mean of the serving model's and the peer's (co-guess).
 
         The same computation for ``sssl`` and ``proposed_star`` (R-Drop on or off), so the
         ablation changes only lambda.
         """
-        model = self.serving_model
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return torch.softmax(model(u_x).float(), dim=-1)
-        finally:
-            model.train(was_training)
+        models = [self.serving_model] + ([self.peer] if self.peer is not None else [])
+        probs = []
+        for model in models:
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    probs.append(torch.softmax(model(u_x).float(), dim=-1))
+            finally:
+                model.train(was_training)
+        return probs[0] if len(probs) == 1 else co_guess(*probs)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Updates the teacher after each optimiser step (``ema_decay``)."""
@@ -163,7 +178,7 @@ class SSSLBrain(sb.Brain):
         self.reporter.count_batch(predictions, labels, batch, stage)
         return F.cross_entropy(predictions.float(), labels)
 
-    def sssl_objective(self, batch):
+    def sssl_objective(self, batch, net=None, partition=None):
         """Loss of Eq. 9 (plus the optional class-prior term) for one batch, with its parts.
 
         Targets: X keeps its inherited one-hot label, or with ``refine_labels`` the sharpened
@@ -174,22 +189,28 @@ class SSSLBrain(sb.Brain):
         ``unlabeled_targets: refined`` the guess is first blended with U's
         inherited label by the clean posterior (:func:`sssl_brain.method.sssl.refine_labels`).
 
+        ``net`` / ``partition``: the network trained and its ``(clean mask, clean posterior, epoch-start
+        probabilities)`` (default: the model and this epoch's partition; ``co_divide`` passes the peer's).
+
         Returns ``(loss, parts)``, parts: ``l_mix``, ``l_kl``, ``l_prior`` and ``n_u`` (|U| in the batch).
         """
         hp = self.hparams
+        net = self.modules.model if net is None else net
+        clean_mask, clean_prob, all_epoch_probs = partition or (self.clean_mask, self.clean_prob,
+                                                                self.epoch_probs)
         temperature = float(hp.sharpen_temperature)
         feats = batch.feats.data.to(self.device)
         labels = batch.label.data[:, 0].to(self.device)
         index = batch.index.data[:, 0].to(self.device)
-        if self.clean_mask is None:  # warmup_mixup: every segment labeled (X = all, U empty)
+        if clean_mask is None:  # warmup_mixup: every segment labeled (X = all, U empty)
             noisy = torch.zeros_like(labels, dtype=torch.bool)
         else:
-            noisy = ~self.clean_mask[index]
+            noisy = ~clean_mask[index]
         n_u = int(noisy.sum())
         targets = F.one_hot(labels, int(hp.n_classes)).float()
-        epoch_probs = self.epoch_probs[index] if self.epoch_probs is not None else None
+        epoch_probs = all_epoch_probs[index] if all_epoch_probs is not None else None
         if hp.refine_labels and epoch_probs is not None:
-            refined = sharpen(refine_labels(targets, epoch_probs, self.clean_prob[index]), temperature)
+            refined = sharpen(refine_labels(targets, epoch_probs, clean_prob[index]), temperature)
             targets = torch.where(noisy.unsqueeze(-1), targets, refined)
         delta, perm = mixup_weights(feats.shape[0], float(hp.mixup_alpha), self.mix_generator, feats.device)
         mixed_x = mix_pairs(feats, delta, perm)  # Eq. 6; the targets are mixed below, once U has its guesses
@@ -201,16 +222,16 @@ class SSSLBrain(sb.Brain):
             guess = {"step": lambda: self.guess_probs(u_x), "epoch": lambda: epoch_probs[noisy],
                      "co_guess": lambda: co_guess(self.guess_probs(u_x), epoch_probs[noisy])}[source]()
         if n_u and lam > 0:
-            out = self.modules.model(mixed_x, u_x=u_x)
+            out = net(mixed_x, u_x=u_x)
             logits = out["logits"]
             l_kl = symmetric_kl(out["u_logits_a"].float(), out["u_logits_b"].float())  # Eq. 8
             if hp.rdrop_reduction == "batch":
                 l_kl = l_kl * (n_u / feats.shape[0])  # a U sample weighs as much as any sample
         else:
-            logits = self.modules.model(mixed_x)
+            logits = net(mixed_x)
         if n_u:
             if hp.unlabeled_targets == "refined":
-                guess = refine_labels(targets[noisy], guess, self.clean_prob[index][noisy])
+                guess = refine_labels(targets[noisy], guess, clean_prob[index][noisy])
             targets = replace_unlabeled_targets(targets, noisy, sharpen(guess, temperature))  # Eq. 4-5
         if l_kl is None:
             l_kl = logits.new_zeros(())
@@ -225,14 +246,27 @@ class SSSLBrain(sb.Brain):
 
     def fit_batch(self, batch):
         """One SSSL step; before/without the partition, SpeechBrain's own ``fit_batch`` (with
-        ``warmup_mixup``: :meth:`sssl_objective` with every segment labeled, U empty)."""
-        if self.clean_mask is None and not self.hparams.warmup_mixup:
+        ``warmup_mixup``: :meth:`sssl_objective` with every segment labeled, U empty). With
+        ``co_divide`` the peer's loss is added (its own parameters: the sum trains each network
+        on its own loss)."""
+        plain = self.clean_mask is None and not self.hparams.warmup_mixup
+        if plain and self.peer is None:
             return super().fit_batch(batch)
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
             with self.training_ctx:
-                loss, _ = self.sssl_objective(batch)
+                if plain:  # co_divide's warm-up: both networks on the inherited labels
+                    loss = self.compute_objectives(self.compute_forward(batch, sb.Stage.TRAIN), batch,
+                                                   sb.Stage.TRAIN)
+                    labels = batch.label.data[:, 0].to(self.device)
+                    loss = loss + F.cross_entropy(
+                        self.modules.peer(batch.feats.data.to(self.device)).float(), labels)
+                else:
+                    loss, _ = self.sssl_objective(batch)
+                    if self.peer is not None:  # co-divide: the peer on the partition of the model's losses
+                        loss = loss + self.sssl_objective(batch, self.modules.peer,
+                                                          self.peer_partition or (None, None, None))[0]
             scaled_loss = self.scaler.scale(loss / self.grad_accumulation_factor)
             self.check_loss_isfinite(scaled_loss)
             scaled_loss.backward()
@@ -242,8 +276,9 @@ class SSSLBrain(sb.Brain):
         return loss.detach().cpu()
 
     # ------------------------------------------------------------ partition
-    def segment_losses(self, dataset):
-        """Per-segment cross-entropy (N,) and probabilities (N, K) (eval mode, no grad), in dataset order.
+    def segment_losses(self, dataset, model=None):
+        """Per-segment cross-entropy (N,) and probabilities (N, K) (eval mode, no grad), in dataset order,
+        of ``model`` (default: the serving model).
 
         Under DDP each rank computes a strided shard and the results are gathered, so every rank
         returns the losses of all segments.
@@ -251,9 +286,9 @@ class SSSLBrain(sb.Brain):
         n, k = len(dataset), int(self.hparams.n_classes)
         positions = shard_positions(n)
         if isinstance(dataset, DeviceSegments):
-            passes = self._eval_logits(dataset, positions=positions)
+            passes = self._eval_logits(dataset, positions=positions, model=model)
         else:
-            passes = self._eval_logits(torch.utils.data.Subset(dataset, positions))
+            passes = self._eval_logits(torch.utils.data.Subset(dataset, positions), model=model)
         losses, probs, order = [torch.zeros(0)], [torch.zeros(0, k)], [torch.zeros(0, dtype=torch.long)]
         for batch, logits in passes:
             labels = batch.label.data[:, 0].to(self.device)
@@ -262,14 +297,15 @@ class SSSLBrain(sb.Brain):
             order.append(batch.index.data[:, 0].cpu())
         return gather_in_order(torch.cat(order), n, torch.cat(losses), torch.cat(probs))
 
-    def compute_partition(self, epoch):
-        """The partition pass of this epoch (Eq. 3), reported; returns ``(PartitionResult, probs)``.
+    def compute_partition(self, epoch, model=None, report=True):
+        """The partition pass of this epoch (Eq. 3) on the losses of ``model`` (default: the serving
+        model), reported unless ``report`` is False; returns ``(PartitionResult, probs)``.
 
         ``probs``: the pass's class probabilities (N, K), the epoch-start predictions of
         ``pseudo_labels: co_guess/epoch`` and ``refine_labels``.
         """
         hp = self.hparams
-        losses, probs = self.segment_losses(self.train_dataset)
+        losses, probs = self.segment_losses(self.train_dataset, model)
         result = failure = None
         if if_main_process():
             try:
@@ -283,8 +319,25 @@ class SSSLBrain(sb.Brain):
         result, failure = ddp_broadcast((result, failure), src=0)
         if failure is not None:
             raise failure
-        self.state.history = self.reporter.partition(epoch, result, probs, self.state.history)
+        if report:
+            self.state.history = self.reporter.partition(epoch, result, probs, self.state.history)
         return result, probs
+
+    def partition_epoch(self, epoch):
+        """This epoch's partition(s), kept in the checkpointed state.
+
+        With ``co_divide`` one pass per network, crossed (:func:`~.co_divide.crossed`): the model trains
+        on the partition of the peer's losses, the peer on that of the model's; ``partition.csv``
+        records the model's, with the mean of both networks' probabilities (the epoch-start co-guess).
+        """
+        result, probs = self.compute_partition(epoch, report=self.peer is None)
+        peer_result = peer_probs = None
+        if self.peer is not None:
+            peer_result, peer_probs = self.compute_partition(epoch, self.peer, report=False)
+            result, peer_result = crossed(result, peer_result)
+            both = co_guess(torch.as_tensor(probs), torch.as_tensor(peer_probs)).numpy()
+            self.state.history = self.reporter.partition(epoch, result, both, self.state.history)
+        self.state.keep(epoch, result, probs, peer_result, peer_probs)
 
     # ------------------------------------------------------------ stage hooks
     def on_stage_start(self, stage, epoch=None):
@@ -296,17 +349,16 @@ class SSSLBrain(sb.Brain):
         torch.manual_seed(seed)
         self.mix_generator.manual_seed(seed)
         self.epoch_lr = set_epoch_lr(self.optimizer, getattr(self.hparams, "lr_annealing", None), epoch)
-        self.clean_mask = self.clean_prob = self.epoch_probs = None
+        self.clean_mask = self.clean_prob = self.epoch_probs = self.peer_partition = None
         if self.uses_partition(epoch):
             if self.state.epoch != epoch or self.state.clean is None:  # else resumed inside this epoch
-                result, probs = self.compute_partition(epoch)
-                self.state.epoch = epoch
-                self.state.clean = torch.as_tensor(np.asarray(result.clean, dtype=bool))
-                self.state.clean_prob = torch.as_tensor(np.asarray(result.clean_prob, dtype=np.float32))
-                self.state.probs = torch.as_tensor(np.asarray(probs, dtype=np.float32))
-            self.clean_mask = self.state.clean.to(self.device)
-            self.clean_prob = self.state.clean_prob.to(self.device)
-            self.epoch_probs = self.state.probs.to(self.device) if self.state.probs is not None else None
+                self.partition_epoch(epoch)
+            state, device = self.state, self.device
+            self.clean_mask, self.clean_prob = state.clean.to(device), state.clean_prob.to(device)
+            self.epoch_probs = state.probs.to(device) if state.probs is not None else None
+            if self.peer is not None:
+                self.peer_partition = (state.peer_clean.to(device), state.peer_clean_prob.to(device),
+                                       state.peer_probs.to(device))
         self._train_started = synchronized_clock(self.device)  # the epoch's training steps start now
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -345,11 +397,13 @@ class SSSLBrain(sb.Brain):
         return getattr(self, "_no_valid", False)
 
     # ------------------------------------------------------------ inference
-    def _eval_logits(self, dataset, batch_size=None, positions=None):
-        """Yields ``(batch, logits)`` over ``dataset`` in order: eval mode, no grad, no augmentation.
+    def _eval_logits(self, dataset, batch_size=None, positions=None, model=None):
+        """Yields ``(batch, logits)`` of ``model`` (default: the serving model) over ``dataset`` in
+        order: eval mode, no grad, no augmentation.
 
         ``positions`` (a :class:`DeviceSegments` only): the segments to run, in this order.
         """
+        model = self.serving_model if model is None else model
         batch_size = int(batch_size or self.hparams.partition_batch_size)
         if isinstance(dataset, DeviceSegments):
             loader = dataset.loader(batch_size, positions=positions)
@@ -361,7 +415,7 @@ class SSSLBrain(sb.Brain):
         try:
             with torch.inference_mode(), self.evaluation_ctx:
                 for batch in loader:
-                    yield batch, self.serving_model(batch.feats.data.to(self.device)).float()
+                    yield batch, model(batch.feats.data.to(self.device)).float()
         finally:
             self.modules.train(was_training)
 

@@ -109,7 +109,7 @@ AFTER_WARMUP_HPARAMS = (
     "gmm_tol", "gmm_reg_covar", "gmm_per_class", *(f"partition_{k}" for k in FALLBACK_THRESHOLDS),
     "plot_partition", "prior_weight", "refine_labels",
     "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
-    "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs", "selection_scope",
+    "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs", "selection_scope", "co_divide",
 )
 #: Every key the Brain reads from its hyperparameters. Each one is set in ``hparams/vgg16_sssl.yaml``,
 #: the one source of their values: a missing key is a ConfigError naming it (:func:`check_sssl_hparams`),
@@ -119,7 +119,7 @@ BRAIN_HPARAMS = (
     "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
     *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
-    "collapse_margin", "selection_metric", "selection_scope", "ema_decay", "warmup_mixup",
+    "collapse_margin", "selection_metric", "selection_scope", "ema_decay", "warmup_mixup", "co_divide",
 )
 #: The optional objects :class:`sssl_brain.method.brain.SSSLBrain` uses when they are given:
 #: ``partition_state`` (the checkpointed :class:`~sssl_brain.method.selection.PartitionState`),
@@ -161,6 +161,11 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
         raise ConfigError(f"mixup_alpha={hparams['mixup_alpha']!r}: must be >= 0")
     if not isinstance(hparams["warmup_mixup"], bool):
         raise ConfigError(f"warmup_mixup={hparams['warmup_mixup']!r}: must be True or False")
+    if not isinstance(hparams["co_divide"], bool):
+        raise ConfigError(f"co_divide={hparams['co_divide']!r}: must be True or False")
+    if hparams["co_divide"] and hparams["ema_decay"] is not None:
+        raise ConfigError(f"co_divide=True with ema_decay={hparams['ema_decay']!r}: the two do not combine "
+                          f"(the peer has no teacher); set co_divide=False or ema_decay=null")
     if float(hparams["rdrop_lambda"]) < 0:
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:

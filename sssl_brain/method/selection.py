@@ -15,6 +15,7 @@ saved for the fold's other methods (:mod:`sssl_brain.method.warmup`).
 import logging
 import os
 
+import numpy as np
 import torch
 from speechbrain.utils.checkpoints import (
     ckpt_recency,
@@ -44,8 +45,25 @@ class PartitionState:
         self.clean = None
         self.clean_prob = None
         self.probs = None  # (N, K) eval-mode probabilities of the partition pass
+        #: ``co_divide``: the peer's partition (made from the model's losses) and its own probabilities
+        self.peer_clean = self.peer_clean_prob = self.peer_probs = None
         self.history = []
         self.epoch_stats = []
+
+    def keep(self, epoch, result, probs, peer_result=None, peer_probs=None):
+        """Keeps ``epoch``'s partition (a PartitionResult and the pass's probabilities (N, K)) and, with
+        ``co_divide``, the peer's, as tensors."""
+
+        def tensors(res, pr):
+            if res is None:
+                return None, None, None
+            return (torch.as_tensor(np.asarray(res.clean, dtype=bool)),
+                    torch.as_tensor(np.asarray(res.clean_prob, dtype=np.float32)),
+                    torch.as_tensor(np.asarray(pr, dtype=np.float32)))
+
+        self.epoch = epoch
+        self.clean, self.clean_prob, self.probs = tensors(result, probs)
+        self.peer_clean, self.peer_clean_prob, self.peer_probs = tensors(peer_result, peer_probs)
 
     @mark_as_saver
     def save(self, path):
@@ -55,6 +73,9 @@ class PartitionState:
             "clean": self.clean,
             "clean_prob": self.clean_prob,
             "probs": self.probs,
+            "peer_clean": self.peer_clean,
+            "peer_clean_prob": self.peer_clean_prob,
+            "peer_probs": self.peer_probs,
             "history": self.history,
             "epoch_stats": self.epoch_stats,
         }, path)
@@ -66,6 +87,8 @@ class PartitionState:
         self.epoch, self.clean = state["epoch"], state["clean"]
         self.clean_prob, self.history = state["clean_prob"], list(state["history"])
         self.probs, self.epoch_stats = state.get("probs"), list(state.get("epoch_stats", []))
+        self.peer_clean, self.peer_clean_prob = state.get("peer_clean"), state.get("peer_clean_prob")
+        self.peer_probs = state.get("peer_probs")
 
 
 def selection_key(selection_metric, valid_absent, meta=None):

@@ -57,13 +57,16 @@ def warmup_key(hp):
     selection metric, the fold index...) except the list of folds of the
     run, those that act only after the
     warm-up or in stage 2 (:data:`sssl_brain.method.checks.AFTER_WARMUP_HPARAMS`,
-    the ``hc_*`` options of features_svm; ``mixup_alpha`` counts with ``warmup_mixup``),
+    the ``hc_*`` options of features_svm; ``mixup_alpha`` counts with ``warmup_mixup``, ``co_divide``
+    for the SSSL methods),
     the method's own paths and the experiment and results folders (where outputs go). Two
     methods of a fold with the same key train the same warm-up epochs.
     """
     skip = set(AFTER_WARMUP_HPARAMS) | set(_NOT_IN_WARMUP_KEY)
     if hp.get("warmup_mixup"):
         skip.discard("mixup_alpha")  # mixup trains the warm-up too
+    if hp.get("co_divide") and hp.get("method") != "inherit":
+        skip.discard("co_divide")  # the peer trains in the warm-up too (the baseline has no peer)
     return _plain_settings(hp, skip, ("hc_", "__"))
 
 

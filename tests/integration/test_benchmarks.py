@@ -56,9 +56,9 @@ def test_known_noise_benchmark_measures_what_it_reports(tmp_path):
     assert per_run.count("| 40% |") == 3 and means.count("| 40% |") == 3
 
 
-def test_known_noise_oracles_and_co_divide(tmp_path, monkeypatch):
-    """bench_known_noise's oracles and probe: clean_subset trains on the right labels only,
-    oracle_partition makes X exactly the clean set, co_divide partitions once per network."""
+def test_known_noise_oracles(tmp_path):
+    """bench_known_noise's oracles: clean_subset trains on the right labels only, oracle_partition
+    makes X exactly the clean set."""
     import bench_known_noise
 
     _, clean, noisy, split = bench_known_noise.noisy_split(seed=0, noise=0.4)
@@ -70,32 +70,6 @@ def test_known_noise_oracles_and_co_divide(tmp_path, monkeypatch):
                                         "--warmup", "1", "--set", "oracle_partition=true",
                                         "--out", str(tmp_path / "o")])
     assert oracle["x_precision"] == 1.0 and oracle["x_recall"] == 1.0
-    brain_class = bench_known_noise.CoDivideBrain
-    made, used = [], []  # (epoch, network of the losses, clean mask); (trained network, clean mask)
-
-    def compute_partition(self, epoch):
-        result, probs = brain_class.__bases__[0].compute_partition(self, epoch)
-        made.append((epoch, self.partition_net, result.clean.tolist()))
-        return result, probs
-
-    def sssl_objective(self, batch):
-        index = batch.index.data[:, 0]
-        used.append((self.modules["model"].model, self.clean_mask.cpu()[index].tolist(), index.tolist()))
-        return brain_class.__bases__[0].sssl_objective(self, batch)
-
-    monkeypatch.setattr(brain_class, "compute_partition", compute_partition, raising=False)
-    monkeypatch.setattr(brain_class, "sssl_objective", sssl_objective, raising=False)
-    (co,) = bench_known_noise.main(["--noise", "0.4", "--configs", "proposed_star", "--epochs", "3",
-                                    "--warmup", "1", "--set", "co_divide=true", "--out", str(tmp_path / "c")])
-    assert [epoch for epoch, _, _ in made] == [2, 2, 3, 3]  # one partition per network per SSSL epoch
-    nets = [made[0][1], made[1][1]]
-    assert nets[0] is not nets[1] and made[2][1] is nets[0] and made[3][1] is nets[1]
-    # each network trains on the partition of the other one's losses
-    epoch3 = {net: clean for _, net, clean in made[2:]}
-    for net, mask, index in used[-2:]:
-        other = nets[1] if net is nets[0] else nets[0]
-        assert mask == [epoch3[other][i] for i in index]
-    assert co["n_train"] == len(train) and len(co["test_curve"]) == 3
 
 
 def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):

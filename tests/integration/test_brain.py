@@ -344,7 +344,7 @@ def test_a_partition_error_stops_the_epoch_with_it(noisy, tmp_path, monkeypatch)
     hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False)
     brain = make_brain(hp)
     brain.use_training_set(datasets(segments))
-    nan_losses = lambda ds: (np.full(len(ds), np.nan), np.zeros((len(ds), 2)))  # noqa: E731
+    nan_losses = lambda ds, model=None: (np.full(len(ds), np.nan), np.zeros((len(ds), 2)))  # noqa: E731
     monkeypatch.setattr(brain, "segment_losses", nan_losses)
     with pytest.raises(DataError, match="NaN"):
         brain.compute_partition(epoch=2)
