@@ -121,13 +121,23 @@ def rows(indices, labels, truth):
 
 
 class CurveBrain(SSSLBrain):
-    """SSSLBrain that also scores the clean test set after each validation (diagnostics only)."""
+    """SSSLBrain that also scores the clean test set after each validation (diagnostics only); with
+    ``co_divide`` also the mean of both networks' predictions (DivideMix's test-time prediction)."""
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         super().on_stage_end(stage, stage_loss, epoch)
         if stage == sb.Stage.VALID:
-            probs = self.predict_probs(self.test_set)
-            self.test_curve.append(float((probs.argmax(1) == self.test_set.truth_np).mean()))
+            self.test_curve.append(self.test_accuracy())
+            if self.peer is not None:
+                self.test_curve_both.append(self.test_accuracy(both=True))
+
+    def test_accuracy(self, both=False):
+        """Accuracy on the clean test set: the serving model's, or the mean of both networks'."""
+        probs = self.predict_probs(self.test_set)
+        if both:
+            passes = self._eval_logits(self.test_set, model=self.peer)
+            probs = (probs + torch.cat([torch.softmax(logits, -1) for _, logits in passes]).numpy()) / 2
+        return float((probs.argmax(1) == self.test_set.truth_np).mean())
 
     def segment_losses(self, dataset, model=None):
         """With ``oracle_losses``: the pass's probabilities and the oracle's losses (0 right, 1 wrong)."""
@@ -191,7 +201,7 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     brain = CurveBrain(modules=modules, hparams=hp, checkpointer=checkpointer,
                        opt_class=lambda p: torch.optim.Adam(p, lr=lr, weight_decay=5e-4),
                        run_opts={"device": "cpu", "noprogressbar": True})
-    brain.test_set, brain.test_curve = sets["test"], []
+    brain.test_set, brain.test_curve, brain.test_curve_both = sets["test"], [], []
     train = split["train"]
     wrong = torch.as_tensor(noisy[train] != clean[train], dtype=torch.float32)
     brain.oracle_losses = wrong if oracle else None
@@ -203,6 +213,10 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     history = [h for h in state.history if h.get("clean_precision", "") != ""]
     selection = brain.recover_selected()
     test_selected = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
+    both = {}
+    if brain.peer is not None:  # the selected checkpoint holds the peer too
+        both = {"test_selected_both": brain.test_accuracy(both=True),
+                "test_last_both": brain.test_curve_both[-1], "test_curve_both": brain.test_curve_both}
     valid_curve = [float(r["valid_acc"]) for r in read_csv_dicts(os.path.join(folder, "epoch_stats.csv"))]
     post = valid_curve[warmup:]
     post_selection = recover_selected(checkpointer, "valid_acc", hp["method"], warmup, False,
@@ -222,7 +236,7 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
         "swing": float(np.std(post)) if post else None, "test_curve": brain.test_curve,
         "fallbacks": dict(Counter(h["fallback"] or "none" for h in history)),
         "fallback_triggers": [h.get("fallback_trigger", "") for h in history],
-        "valid_curve": valid_curve, "wall_s": wall,
+        "valid_curve": valid_curve, "wall_s": wall, **both,
     }
 
 
@@ -260,14 +274,15 @@ def mean_table(results):
     ...          "x_recall": None, "swing": 0.02, "selected_in_warmup": False, "warmup": 10}
     ...         for s, v in ((0, 0.5), (1, 0.7))]
     >>> print(mean_table(rows).splitlines()[2])
-    | 40% | ce | 2 | 60.0 | 60.0 | 60.0 | 60.0 |  |  | 2.0 | 0 |
+    | 40% | ce | 2 | 60.0 | 60.0 | 60.0 | 60.0 |  |  | 2.0 | 0 |  |  |
     """
     groups = {}
     for r in results:
         noise = "any" if r["config"] == "clean" else f"{r['noise']:.0%}"
         groups.setdefault((noise, row_label(r, results)), []).append(r)
     lines = ["| noise | config | seeds | last | selected on valid | selected after warm-up | oracle best "
-             "| X precision | X recall | swing | warm-up selected (runs) |", "|---|" * 1 + "---|" * 10]
+             "| X precision | X recall | swing | warm-up selected (runs) | co_divide, mean of both networks: "
+             "selected | last |", "|---|" * 1 + "---|" * 12]
 
     def mean(rows, key):
         values = [r[key] for r in rows if r.get(key) is not None]
@@ -277,7 +292,9 @@ def mean_table(results):
         cells = [pct(mean(rows, k)) for k in ("test_last", "test_selected", "test_selected_post_warmup",
                                               "test_best_oracle", "x_precision", "x_recall", "swing")]
         warm = sum(bool(r.get("selected_in_warmup")) for r in rows)
-        lines.append(f"| {noise} | {config} | {len(rows)} | " + " | ".join(cells) + f" | {warm} |")
+        both = [pct(mean(rows, k)) for k in ("test_selected_both", "test_last_both")]
+        lines.append(f"| {noise} | {config} | {len(rows)} | " + " | ".join(cells) + f" | {warm} | "
+                     + " | ".join(both) + " |")
     return "\n".join(lines) + "\n"
 
 

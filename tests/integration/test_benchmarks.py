@@ -70,6 +70,11 @@ def test_known_noise_oracles(tmp_path):
                                         "--warmup", "1", "--set", "oracle_partition=true",
                                         "--out", str(tmp_path / "o")])
     assert oracle["x_precision"] == 1.0 and oracle["x_recall"] == 1.0
+    (co,) = bench_known_noise.main(["--noise", "0.4", "--configs", "proposed_star", "--epochs", "3",
+                                    "--warmup", "1", "--set", "co_divide=true", "--out", str(tmp_path / "c")])
+    assert len(co["test_curve_both"]) == 3 and co["test_last_both"] == co["test_curve_both"][-1]
+    # the selected checkpoint restores the peer with the model: the mean of both is that epoch's again
+    assert co["test_selected_both"] == co["test_curve_both"][co["selected_epoch"] - 1]
 
 
 def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):
