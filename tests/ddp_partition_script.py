@@ -31,7 +31,12 @@ if __name__ == "__main__":
     brain = make_brain(hp, opts)
     partitions = []  # what compute_partition returns: (PartitionResult, probs) per SSSL epoch
     compute_partition = brain.compute_partition
-    brain.compute_partition = lambda epoch: partitions.append(compute_partition(epoch)) or partitions[-1]
+
+    def recorded(epoch, *args, **kwargs):
+        partitions.append(compute_partition(epoch, *args, **kwargs))
+        return partitions[-1]
+
+    brain.compute_partition = recorded
     brain.fit(hp["epoch_counter"], datasets(segments), None,
               train_loader_kwargs={"batch_size": 8, "shuffle": True})
     result, _ = partitions[-1]

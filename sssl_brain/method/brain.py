@@ -37,7 +37,7 @@ from sssl_brain.dataio.dataset import segment_labels
 from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders
 from sssl_brain.method import selection
 from sssl_brain.method.checks import check_sssl_hparams, partition_fallback_options
-from sssl_brain.method.co_divide import crossed, make_peer
+from sssl_brain.method.co_divide import PeerStreams, crossed, make_peer
 from sssl_brain.method.forward import SSSLForward
 from sssl_brain.method.partition import partition_segments
 from sssl_brain.method.reporter import SSSLReporter
@@ -58,6 +58,9 @@ from sssl_brain.utils.distributed import gather_in_order, shard_positions
 from sssl_brain.utils.errors import SSSLError
 from sssl_brain.utils.training import set_epoch_lr, synchronized_clock
 
+#: Added to the model's epoch seed to seed the peer's random streams (``co_divide``).
+PEER_SEED_OFFSET = 10**9
+
 
 class SSSLBrain(sb.Brain):
     """SpeechBrain Brain for SSSL stage 1 (see the module docstring).
@@ -76,10 +79,11 @@ class SSSLBrain(sb.Brain):
         self.modules["model"] = SSSLForward(self.modules["model"]).to(self.device)
         self.student = self.modules["model"].model  # the trained VGG16 (DDP wraps the SSSLForward around it)
         #: the second network of ``co_divide`` (SSSL methods only), trained beside the student
-        self.peer = None
+        self.peer = self.peer_streams = self.peer_optimizer = None
         if self.hparams.co_divide and self.method != "inherit":
             self.peer = make_peer(self.student, int(self.hparams.seed) + 1).to(self.device)
             self.modules["peer"] = SSSLForward(self.peer).to(self.device)
+            self.peer_streams = PeerStreams(self.device)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("peer", self.peer)
         #: the EMA of the student (``ema_decay``), kept out of ``modules`` so the optimiser never sees it
@@ -114,6 +118,18 @@ class SSSLBrain(sb.Brain):
         """The model that serves (partition pass, guesses, validation, predictions): the teacher, else the
         student."""
         return self.teacher.module if self.teacher is not None else self.student
+
+    def init_optimizers(self):
+        """SpeechBrain's optimiser over the model; with ``co_divide`` a second one of the same class over
+        the peer, so each network is clipped and stepped on its own (``optimizers_step``)."""
+        if self.peer is None or self.opt_class is None:
+            return super().init_optimizers()
+        self.optimizer = self.opt_class(self.modules["model"].parameters())
+        self.peer_optimizer = self.opt_class(self.modules["peer"].parameters())
+        self.optimizers_dict = {"opt_class": self.optimizer, "peer": self.peer_optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("peer_optimizer", self.peer_optimizer)
 
     def uses_partition(self, epoch):
         """True when this epoch trains with SSSL (after the warm-up, not the baseline)."""
@@ -178,7 +194,7 @@ class SSSLBrain(sb.Brain):
         self.reporter.count_batch(predictions, labels, batch, stage)
         return F.cross_entropy(predictions.float(), labels)
 
-    def sssl_objective(self, batch, net=None, partition=None):
+    def sssl_objective(self, batch, net=None, partition=None, generator=None):
         """Loss of Eq. 9 (plus the optional class-prior term) for one batch, with its parts.
 
         Targets: X keeps its inherited one-hot label, or with ``refine_labels`` the sharpened
@@ -189,8 +205,9 @@ class SSSLBrain(sb.Brain):
         ``unlabeled_targets: refined`` the guess is first blended with U's
         inherited label by the clean posterior (:func:`sssl_brain.method.sssl.refine_labels`).
 
-        ``net`` / ``partition``: the network trained and its ``(clean mask, clean posterior, epoch-start
-        probabilities)`` (default: the model and this epoch's partition; ``co_divide`` passes the peer's).
+        ``net`` / ``partition`` / ``generator``: the network trained, its ``(clean mask, clean posterior,
+        epoch-start probabilities)`` and the mixup generator (default: the model, this epoch's
+        partition, ``mix_generator``; ``co_divide`` passes the peer's).
 
         Returns ``(loss, parts)``, parts: ``l_mix``, ``l_kl``, ``l_prior`` and ``n_u`` (|U| in the batch).
         """
@@ -212,7 +229,8 @@ class SSSLBrain(sb.Brain):
         if hp.refine_labels and epoch_probs is not None:
             refined = sharpen(refine_labels(targets, epoch_probs, clean_prob[index]), temperature)
             targets = torch.where(noisy.unsqueeze(-1), targets, refined)
-        delta, perm = mixup_weights(feats.shape[0], float(hp.mixup_alpha), self.mix_generator, feats.device)
+        generator = self.mix_generator if generator is None else generator
+        delta, perm = mixup_weights(feats.shape[0], float(hp.mixup_alpha), generator, feats.device)
         mixed_x = mix_pairs(feats, delta, perm)  # Eq. 6; the targets are mixed below, once U has its guesses
         lam = float(hp.rdrop_lambda) if self.method == "sssl" else 0.0
         source = hp.pseudo_labels if epoch_probs is not None else "step"
@@ -260,13 +278,14 @@ class SSSLBrain(sb.Brain):
                     loss = self.compute_objectives(self.compute_forward(batch, sb.Stage.TRAIN), batch,
                                                    sb.Stage.TRAIN)
                     labels = batch.label.data[:, 0].to(self.device)
-                    loss = loss + F.cross_entropy(
-                        self.modules.peer(batch.feats.data.to(self.device)).float(), labels)
+                    loss = loss + self.peer_streams.run(lambda: F.cross_entropy(
+                        self.modules.peer(batch.feats.data.to(self.device)).float(), labels))
                 else:
                     loss, _ = self.sssl_objective(batch)
                     if self.peer is not None:  # co-divide: the peer on the partition of the model's losses
-                        loss = loss + self.sssl_objective(batch, self.modules.peer,
-                                                          self.peer_partition or (None, None, None))[0]
+                        loss = loss + self.peer_streams.run(lambda: self.sssl_objective(
+                            batch, self.modules.peer, self.peer_partition or (None, None, None),
+                            self.peer_streams.mix_generator)[0])
             scaled_loss = self.scaler.scale(loss / self.grad_accumulation_factor)
             self.check_loss_isfinite(scaled_loss)
             scaled_loss.backward()
@@ -349,6 +368,9 @@ class SSSLBrain(sb.Brain):
         torch.manual_seed(seed)
         self.mix_generator.manual_seed(seed)
         self.epoch_lr = set_epoch_lr(self.optimizer, getattr(self.hparams, "lr_annealing", None), epoch)
+        if self.peer is not None:  # its own optimiser and random streams, the model's schedule
+            set_epoch_lr(self.peer_optimizer, getattr(self.hparams, "lr_annealing", None), epoch)
+            self.peer_streams.seed(seed + PEER_SEED_OFFSET)
         self.clean_mask = self.clean_prob = self.epoch_probs = self.peer_partition = None
         if self.uses_partition(epoch):
             if self.state.epoch != epoch or self.state.clean is None:  # else resumed inside this epoch

@@ -9,7 +9,10 @@ does not confirm its own memorised mistakes; U's guess (Eq. 4) is the mean of
 both networks' predictions (co-guess). During the warm-up both train on the
 inherited labels. The model serves (validation, selection, predictions,
 export), so the exported model stays one network; the peer is a training
-aid (docs/method.md, "Co-divide").
+aid (docs/method.md, "Co-divide"). The peer has its own optimiser and its own random
+streams (:class:`PeerStreams`), so the model's steps, gradient clipping and random numbers are
+those of a run without the peer: the two runs differ only in the partitions and guesses the
+model gets after the warm-up.
 """
 
 import copy
@@ -77,3 +80,51 @@ def crossed(partition_of_model, partition_of_peer):
     ("from the peer's losses", "from the model's losses")
     """
     return partition_of_peer, partition_of_model
+
+
+class PeerStreams:
+    """The peer's own random streams: dropout (torch's generator of the device) and mixup.
+
+    Training the peer inside :meth:`run` draws nothing from the model's streams, so with
+    ``co_divide`` the model sees the same dropout masks and mixup draws as without it.
+
+    Arguments
+    ---------
+    device : str or torch.device
+        The training device (its torch generator is swapped: CPU, or the CUDA device).
+
+    Example
+    -------
+    >>> streams = PeerStreams("cpu")
+    >>> streams.seed(3)
+    >>> before = torch.get_rng_state()
+    >>> a = streams.run(lambda: torch.rand(2))
+    >>> same = torch.rand(2, generator=torch.Generator().manual_seed(3))
+    >>> torch.equal(torch.get_rng_state(), before), torch.equal(a, same)
+    (True, True)
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.mix_generator = torch.Generator()
+        self.state = None
+
+    def seed(self, seed):
+        """Seeds both streams (once per epoch, like the model's)."""
+        self.mix_generator.manual_seed(int(seed))
+        generator = torch.Generator(device=self.device) if self.device.type == "cuda" else torch.Generator()
+        self.state = generator.manual_seed(int(seed)).get_state()
+
+    def run(self, fn):
+        """``fn()`` with the device's random state swapped for the peer's, restored afterwards."""
+        cuda = self.device.type == "cuda"
+        index = self.device.index if self.device.index is not None else (torch.cuda.current_device() if cuda
+                                                                          else None)
+        with torch.random.fork_rng(devices=[index] if cuda else []):
+            if cuda:
+                torch.cuda.set_rng_state(self.state, index)
+            else:
+                torch.set_rng_state(self.state)
+            out = fn()
+            self.state = torch.cuda.get_rng_state(index) if cuda else torch.get_rng_state()
+        return out

@@ -46,11 +46,11 @@ def _trained(tmp_path, segments, monkeypatch, method="sssl", **extra):
         passes.append((epoch, brain.student if model is None else model, result.clean.copy()))
         return result, probs
 
-    def recorded_objective(batch, net=None, partition=None):
+    def recorded_objective(batch, net=None, partition=None, generator=None):
         mask = (brain.clean_mask if partition is None else partition[0]).cpu()
         net = brain.modules.model if net is None else net
         objectives.append((net.model, mask[batch.index.data[:, 0]].tolist(), batch.index.data[:, 0].tolist()))
-        return objective(batch, net, partition)
+        return objective(batch, net, partition, generator)
 
     brain.compute_partition, brain.sssl_objective = recorded_partition, recorded_objective
     brain.fit(hp["epoch_counter"], datasets(segments), None,
@@ -124,3 +124,19 @@ def test_the_state_keeps_the_peer_partition_across_a_checkpoint(tmp_path):
     loaded.load(tmp_path / "state.ckpt")
     assert loaded.epoch == 4 and loaded.clean.tolist() == [True, False]
     assert loaded.peer_clean.tolist() == [False, True] and loaded.peer_probs[0].tolist() == [0.0, 1.0]
+
+
+def test_the_peer_leaves_the_models_warmup_as_it_was(tmp_path, segments):
+    """The peer's own optimiser and random streams: the model's warm-up weights are those of a run
+    without co_divide, bit for bit (same dropout masks, same clipping, same Adam state)."""
+    torch.set_num_threads(1)
+    weights = {}
+    for co_divide in (False, True):
+        hp = tiny_hparams(str(tmp_path / str(co_divide)), method="sssl", epochs=2, warmup=2,
+                          co_divide=co_divide)
+        brain = make_brain(hp)
+        brain.fit(hp["epoch_counter"], datasets(segments), None,
+                  train_loader_kwargs={"batch_size": 16, "shuffle": True})
+        weights[co_divide] = [p.detach().clone() for p in brain.student.parameters()]
+        assert (brain.peer is not None) == co_divide
+    assert all(torch.equal(a, b) for a, b in zip(weights[False], weights[True]))
