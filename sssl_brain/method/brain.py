@@ -32,6 +32,7 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
+from speechbrain.utils.optimizers import rm_vector_weight_decay
 
 from sssl_brain.dataio.dataset import segment_labels
 from sssl_brain.dataio.device_segments import DeviceSegments, fit_loaders
@@ -124,8 +125,12 @@ class SSSLBrain(sb.Brain):
         the peer, so each network is clipped and stepped on its own (``optimizers_step``)."""
         if self.peer is None or self.opt_class is None:
             return super().init_optimizers()
-        self.optimizer = self.opt_class(self.modules["model"].parameters())
-        self.peer_optimizer = self.opt_class(self.modules["peer"].parameters())
+
+        def params(module):  # as SpeechBrain's own init_optimizers, per network
+            return rm_vector_weight_decay(module) if self.remove_vector_weight_decay else module.parameters()
+
+        self.optimizer = self.opt_class(params(self.modules["model"]))
+        self.peer_optimizer = self.opt_class(params(self.modules["peer"]))
         self.optimizers_dict = {"opt_class": self.optimizer, "peer": self.peer_optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

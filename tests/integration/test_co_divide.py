@@ -140,3 +140,16 @@ def test_the_peer_leaves_the_models_warmup_as_it_was(tmp_path, segments):
         weights[co_divide] = [p.detach().clone() for p in brain.student.parameters()]
         assert (brain.peer is not None) == co_divide
     assert all(torch.equal(a, b) for a, b in zip(weights[False], weights[True]))
+
+
+def test_each_network_gets_its_own_optimiser_as_speechbrain_builds_it(tmp_path):
+    """co_divide's two optimisers: one per network, each honouring ``remove_vector_weight_decay``."""
+    hp = tiny_hparams(str(tmp_path), method="sssl", co_divide=True)
+    brain = make_brain(hp, {"device": "cpu", "noprogressbar": True, "remove_vector_weight_decay": True})
+    brain.init_optimizers()
+    for opt, net in ((brain.optimizer, brain.student), (brain.peer_optimizer, brain.peer)):
+        no_decay, decay = opt.param_groups
+        assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+        owned = {id(p) for p in net.parameters()}
+        assert {id(p) for g in opt.param_groups for p in g["params"]} == owned
+    assert brain.checkpointer.recoverables["peer_optimizer"] is brain.peer_optimizer
