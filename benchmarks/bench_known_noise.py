@@ -127,17 +127,22 @@ class CurveBrain(SSSLBrain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         super().on_stage_end(stage, stage_loss, epoch)
         if stage == sb.Stage.VALID:
-            self.test_curve.append(self.test_accuracy())
-            if self.peer is not None:
-                self.test_curve_both.append(self.test_accuracy(both=True))
+            model, both = self.test_accuracies()
+            self.test_curve.append(model)
+            if both is not None:
+                self.test_curve_both.append(both)
 
-    def test_accuracy(self, both=False):
-        """Accuracy on the clean test set: the serving model's, or the mean of both networks'."""
+    def test_accuracies(self):
+        """Accuracy on the clean test set of the serving model and, with ``co_divide``, of the mean of
+        both networks' probabilities (else None); the model's predictions are computed once."""
         probs = self.predict_probs(self.test_set)
-        if both:
+        truth = self.test_set.truth_np
+        both = None
+        if self.peer is not None:
             passes = self._eval_logits(self.test_set, model=self.peer)
-            probs = (probs + torch.cat([torch.softmax(logits, -1) for _, logits in passes]).numpy()) / 2
-        return float((probs.argmax(1) == self.test_set.truth_np).mean())
+            mean = (probs + torch.cat([torch.softmax(logits, -1) for _, logits in passes]).numpy()) / 2
+            both = float((mean.argmax(1) == truth).mean())
+        return float((probs.argmax(1) == truth).mean()), both
 
     def segment_losses(self, dataset, model=None):
         """With ``oracle_losses``: the pass's probabilities and the oracle's losses (0 right, 1 wrong)."""
@@ -188,7 +193,6 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     model = VGG16(n_classes=10, width_mult=1 / 8, classifier_dim=128, batch_norm=True, n_mels=8)
     train_imgs = images[split["train"]]
     model.set_input_normalization(train_imgs.mean(axis=(0, 1)), train_imgs.std(axis=(0, 1)) + 1e-3)
-    modules = {"model": model}
     counter = sb.utils.epoch_loop.EpochCounter(epochs)
     state = PartitionState()
     hp = brain_hparams(
@@ -197,8 +201,8 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
         lr_annealing=sb.nnet.schedulers.LinearScheduler(initial_value=lr, final_value=lr / 10,
                                                         epoch_count=epochs), **opts)
     checkpointer = sb.utils.checkpoints.Checkpointer(
-        os.path.join(folder, "save"), {**modules, "counter": counter, "partition_state": state})
-    brain = CurveBrain(modules=modules, hparams=hp, checkpointer=checkpointer,
+        os.path.join(folder, "save"), {"model": model, "counter": counter, "partition_state": state})
+    brain = CurveBrain(modules={"model": model}, hparams=hp, checkpointer=checkpointer,
                        opt_class=lambda p: torch.optim.Adam(p, lr=lr, weight_decay=5e-4),
                        run_opts={"device": "cpu", "noprogressbar": True})
     brain.test_set, brain.test_curve, brain.test_curve_both = sets["test"], [], []
@@ -212,10 +216,10 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     # the partition history of every epoch (recovering a checkpoint restores the history up to its epoch)
     history = [h for h in state.history if h.get("clean_precision", "") != ""]
     selection = brain.recover_selected()
-    test_selected = float((brain.predict_probs(sets["test"]).argmax(1) == clean[split["test"]]).mean())
+    test_selected, test_selected_both = brain.test_accuracies()  # the selected checkpoint holds the peer too
     both = {}
-    if brain.peer is not None:  # the selected checkpoint holds the peer too
-        both = {"test_selected_both": brain.test_accuracy(both=True),
+    if test_selected_both is not None:
+        both = {"test_selected_both": test_selected_both,
                 "test_last_both": brain.test_curve_both[-1], "test_curve_both": brain.test_curve_both}
     valid_curve = [float(r["valid_acc"]) for r in read_csv_dicts(os.path.join(folder, "epoch_stats.csv"))]
     post = valid_curve[warmup:]
