@@ -20,7 +20,7 @@ def segments(tmp_path_factory):
     return segs
 
 
-def _trained(tmp_path, segments, monkeypatch, method="sssl", **extra):
+def _trained(tmp_path, segments, monkeypatch):
     """A 3-epoch run (2 warm-up) with co_divide; records the partition passes and the SSSL objectives.
 
     The tiny models' losses split by class in the same way; so that the two partitions differ, each
@@ -34,8 +34,8 @@ def _trained(tmp_path, segments, monkeypatch, method="sssl", **extra):
 
     monkeypatch.setattr(brain_module, "partition_segments", rank_split)
     torch.set_num_threads(1)
-    hp = tiny_hparams(str(tmp_path), method=method, epochs=3, warmup=2, co_divide=True,
-                      partition_bias_tolerance=None, partition_min_class_share=None, **extra)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=3, warmup=2, co_divide=True,
+                      partition_bias_tolerance=None, partition_min_class_share=None)
     brain = make_brain(hp)
     initial_peer = None if brain.peer is None else [p.detach().clone() for p in brain.peer.parameters()]
     passes, objectives = [], []
