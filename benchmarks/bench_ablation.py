@@ -62,7 +62,7 @@ from sssl_brain.utils.io_utils import atomic_write_text, read_csv_dicts  # noqa:
 #: runs of docs/results.md used (a real data set's fold has 8-10 times the demo's segments per epoch).
 DATASET_SCHEDULE = ["--batch_size=64", "--number_of_epochs=16", "--warmup_epochs=5"]
 PAPER_GUARDS = ["--prior_weight=0", "--refine_labels=False", "--pseudo_labels=step",
-                "--rdrop_reduction=unlabeled", "--unlabeled_targets=guess"]
+                "--rdrop_reduction=unlabeled", "--unlabeled_targets=guess", "--unlabeled_loss=joint"]
 PAPER_TRAINING = ["--selection_metric=last", "--lr_final_ratio=1"]
 CONFIGS = {
     "inherit_paper": ["--methods=[inherit]"] + PAPER_TRAINING,

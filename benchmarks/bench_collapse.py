@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from synthetic import datasets, make_brain, make_noisy_segments, tiny_hparams  # noqa: E402
 
 PAPER = {"prior_weight": 0.0, "refine_labels": False, "pseudo_labels": "step", "rdrop_reduction": "unlabeled",
-         "unlabeled_targets": "guess"}
+         "unlabeled_targets": "guess", "unlabeled_loss": "joint"}
 STEPS = {
     "the paper's (Eq. 9 alone)": PAPER,
     "+ prior penalty (the default)": {**PAPER, "prior_weight": 1.0},
@@ -35,7 +35,7 @@ STEPS = {
     "+ prior + epoch-start guesses": {**PAPER, "prior_weight": 1.0, "pseudo_labels": "epoch"},
     "+ prior + refined U targets": {**PAPER, "prior_weight": 1.0, "unlabeled_targets": "refined"},
     "all four": {"prior_weight": 1.0, "refine_labels": True, "pseudo_labels": "co_guess",
-                 "rdrop_reduction": "batch"},
+                 "rdrop_reduction": "batch", "unlabeled_loss": "joint"},
 }
 
 

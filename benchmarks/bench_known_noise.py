@@ -19,7 +19,8 @@ Configurations (``--configs``):
   ``prior_weight: 0``), the baseline of Zhang et al. 2018;
 * ``ce_mixup_prior``: ``ce_mixup`` with the yaml's class-prior penalty: SSSL's Eq. 9 objective with
   every image labeled (no partition, no guesses), what ``sssl``'s SSSL step should be read against;
-* ``sssl_paper``: SSSL as the paper states it (``prior_weight: 0``, the yaml's other options);
+* ``sssl_paper``: SSSL as the paper states it (``prior_weight: 0``, ``unlabeled_loss: joint``, the
+  yaml's other options);
 * ``sssl``: SSSL with the yaml's defaults (class-prior penalty on);
 * ``proposed_star``: ``sssl_paper`` without R-Drop (lambda 0);
 * ``<config>+ema``: the same with the mean teacher (``ema_decay`` = ``--ema_decay``), which
@@ -79,9 +80,9 @@ CONFIGS = {
     "ce": {"method": "inherit"},
     "ce_mixup": {"method": "inherit", "warmup_mixup": True, "prior_weight": 0.0},
     "ce_mixup_prior": {"method": "inherit", "warmup_mixup": True},
-    "sssl_paper": {"method": "sssl", "prior_weight": 0.0},
+    "sssl_paper": {"method": "sssl", "prior_weight": 0.0, "unlabeled_loss": "joint"},
     "sssl": {"method": "sssl"},
-    "proposed_star": {"method": "proposed_star", "prior_weight": 0.0},
+    "proposed_star": {"method": "proposed_star", "prior_weight": 0.0, "unlabeled_loss": "joint"},
     "clean_subset": {"method": "inherit", "clean_subset": True},
 }
 
@@ -325,8 +326,11 @@ def plot_curves(results, path):
         ax.set(title=f"{noise:.0%} symmetric noise (mean of seeds)", xlabel="epoch",
                ylabel="test accuracy vs clean labels, %")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    # below the panels, in one column: the labels (config and settings) are long
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 * len(labels) + 0.02, 1, 1))
+    fig.set_figheight(4 + 0.2 * len(labels))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -45,6 +45,7 @@ from sssl_brain.method.reporter import SSSLReporter
 from sssl_brain.method.sssl import (
     class_prior_penalty,
     co_guess,
+    divided_mix_loss,
     mix_pairs,
     mixup_weights,
     refine_labels,
@@ -53,6 +54,7 @@ from sssl_brain.method.sssl import (
     soft_cross_entropy,
     sssl_loss,
     symmetric_kl,
+    unlabeled_rampup,
 )
 from sssl_brain.method.teacher import TEACHER_RECOVERABLE, MeanTeacher
 from sssl_brain.utils.distributed import gather_in_order, shard_positions
@@ -214,7 +216,14 @@ class SSSLBrain(sb.Brain):
         epoch-start probabilities)`` and the mixup generator (default: the model, this epoch's
         partition, ``mix_generator``; ``co_divide`` passes the peer's).
 
-        Returns ``(loss, parts)``, parts: ``l_mix``, ``l_kl``, ``l_prior`` and ``n_u`` (|U| in the batch).
+        L_MIX is the paper's one mean over the mixed batch (``unlabeled_loss: joint``), the mean over
+        X's mixed rows alone (``none``: U enters them as a mixing partner and R-Drop's L_KL, its own
+        rows carry no loss), or DivideMix's ``L_X + lambda_u * L_U``
+        (:func:`sssl_brain.method.sssl.divided_mix_loss`, lambda_u = ``unlabeled_weight`` ramped over
+        ``unlabeled_rampup_epochs``).
+
+        Returns ``(loss, parts)``, parts: ``l_mix``, ``l_kl``, ``l_prior``, ``l_u`` (L_U before its
+        weight; 0 with ``joint`` and ``none``) and ``n_u`` (|U| in the batch).
         """
         hp = self.hparams
         net = self.modules.model if net is None else net
@@ -258,14 +267,23 @@ class SSSLBrain(sb.Brain):
             targets = replace_unlabeled_targets(targets, noisy, sharpen(guess, temperature))  # Eq. 4-5
         if l_kl is None:
             l_kl = logits.new_zeros(())
-        l_mix = soft_cross_entropy(logits.float(), mix_pairs(targets, delta, perm))  # Eq. 7, then L_MIX
+        mixed_targets = mix_pairs(targets, delta, perm)  # Eq. 7
+        l_u = logits.new_zeros(())
+        if hp.unlabeled_loss == "joint":  # the paper's L_MIX: one mean over the mixed batch
+            l_mix = soft_cross_entropy(logits.float(), mixed_targets)
+        elif hp.unlabeled_loss == "none":  # X only: U's rows carry no loss (U mixes into X's rows)
+            l_mix = soft_cross_entropy(logits.float()[~noisy], mixed_targets[~noisy])
+        else:  # DivideMix's L_X + lambda_u * L_U
+            weight = float(hp.unlabeled_weight) * unlabeled_rampup(
+                self.hparams.epoch_counter.current, int(hp.warmup_epochs), int(hp.unlabeled_rampup_epochs))
+            l_mix, l_u = divided_mix_loss(logits.float(), mixed_targets, noisy, weight, hp.unlabeled_loss)
         prior_weight = float(hp.prior_weight)
         l_prior = logits.new_zeros(())
         if prior_weight > 0:
             l_prior = class_prior_penalty(logits.float(), self.class_prior)
         loss = sssl_loss(l_mix, l_kl, lam, l_prior, prior_weight)  # Eq. 9
         return loss, {"l_mix": float(l_mix.detach()), "l_kl": float(l_kl.detach()),
-                      "l_prior": float(l_prior.detach()), "n_u": n_u}
+                      "l_prior": float(l_prior.detach()), "l_u": float(l_u.detach()), "n_u": n_u}
 
     def fit_batch(self, batch):
         """One SSSL step; before/without the partition, SpeechBrain's own ``fit_batch`` (with

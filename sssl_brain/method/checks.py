@@ -96,6 +96,9 @@ PSEUDO_LABEL_SOURCES = ("step", "co_guess", "epoch")
 RDROP_REDUCTIONS = ("unlabeled", "batch")
 #: What U's target is built from: the sharpened guess (the paper) or the guess refined by the inherited label.
 UNLABELED_TARGETS = ("guess", "refined")
+#: How U's mixed samples enter L_MIX: ``joint`` (the paper: one mean over the batch), ``none`` (X's rows
+#: only), or DivideMix's ``L_X + lambda_u * L_U`` with L_U a cross-entropy or a squared error.
+UNLABELED_LOSSES = ("joint", "none", "cross_entropy", "squared_error")
 #: ``selection_metric`` -> (its key in the validation stats and the checkpoint meta, direction);
 #: ``last``: no selection.
 SELECTION_METRICS = {"valid_acc": ("acc_inherited", "max"), "valid_song_acc": ("song_acc", "max"),
@@ -108,7 +111,8 @@ AFTER_WARMUP_HPARAMS = (
     "method", "methods", "tau", "sharpen_temperature", "mixup_alpha", "rdrop_lambda", "gmm_max_iter",
     "gmm_tol", "gmm_reg_covar", "gmm_per_class", *(f"partition_{k}" for k in FALLBACK_THRESHOLDS),
     "plot_partition", "prior_weight", "refine_labels",
-    "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "song_theta", "svm_grid_search", "svm_C",
+    "pseudo_labels", "rdrop_reduction", "unlabeled_targets", "unlabeled_loss", "unlabeled_weight",
+    "unlabeled_rampup_epochs", "song_theta", "svm_grid_search", "svm_C",
     "svm_gamma", "svm_C_grid", "svm_gamma_grid", "share_warmup", "fold_jobs", "selection_scope", "co_divide",
 )
 #: Every key the Brain reads from its hyperparameters. Each one is set in ``hparams/vgg16_sssl.yaml``,
@@ -119,7 +123,8 @@ BRAIN_HPARAMS = (
     "mixup_alpha", "rdrop_lambda", "gmm_max_iter", "gmm_tol", "gmm_reg_covar", "gmm_per_class",
     *(f"partition_{k}" for k in FALLBACK_THRESHOLDS), "partition_batch_size", "plot_partition",
     "prior_weight", "refine_labels", "pseudo_labels", "rdrop_reduction", "unlabeled_targets",
-    "collapse_margin", "selection_metric", "selection_scope", "ema_decay", "warmup_mixup", "co_divide",
+    "unlabeled_loss", "unlabeled_weight", "unlabeled_rampup_epochs", "collapse_margin", "selection_metric",
+    "selection_scope", "ema_decay", "warmup_mixup", "co_divide",
 )
 #: The optional objects :class:`sssl_brain.method.brain.SSSLBrain` uses when they are given:
 #: ``partition_state`` (the checkpointed :class:`~sssl_brain.method.selection.PartitionState`),
@@ -173,11 +178,21 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
     if float(hparams["prior_weight"]) < 0:
         raise ConfigError(f"prior_weight={hparams['prior_weight']!r}: must be >= 0")
     choices = (("pseudo_labels", PSEUDO_LABEL_SOURCES), ("rdrop_reduction", RDROP_REDUCTIONS),
-               ("unlabeled_targets", UNLABELED_TARGETS),
+               ("unlabeled_targets", UNLABELED_TARGETS), ("unlabeled_loss", UNLABELED_LOSSES),
                ("selection_metric", tuple(SELECTION_METRICS)), ("selection_scope", SELECTION_SCOPES))
     for key, allowed in choices:
         if hparams[key] not in allowed:
             raise ConfigError(f"{key}={hparams[key]!r}: choose one of {', '.join(allowed)}")
+    if float(hparams["unlabeled_weight"]) < 0:
+        raise ConfigError(f"unlabeled_weight={hparams['unlabeled_weight']!r}: must be >= 0")
+    if int(hparams["unlabeled_rampup_epochs"]) < 0:
+        raise ConfigError(f"unlabeled_rampup_epochs={hparams['unlabeled_rampup_epochs']!r}: must be >= 0")
+    if hparams["unlabeled_loss"] in ("joint", "none") and (float(hparams["unlabeled_weight"]) != 1.0
+                                                           or int(hparams["unlabeled_rampup_epochs"]) != 0):
+        raise ConfigError(f"unlabeled_weight={hparams['unlabeled_weight']!r}, unlabeled_rampup_epochs="
+                          f"{hparams['unlabeled_rampup_epochs']!r} with unlabeled_loss="
+                          f"{hparams['unlabeled_loss']}: it has no lambda_u; set unlabeled_loss to "
+                          f"cross_entropy or squared_error, or the weight to 1 and the ramp to 0")
     decay = hparams["ema_decay"]
     if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float))
                               or not 0.0 <= float(decay) < 1.0):

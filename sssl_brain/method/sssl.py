@@ -18,6 +18,13 @@ docs/method.md, "Stage 1: SSSLBrain"):
 - :func:`symmetric_kl`: L_KL, the R-Drop consistency loss (Eq. 8);
 - :func:`sssl_loss`: the total loss (Eq. 9).
 
+L_MIX split as DivideMix does, where the paper is silent (``unlabeled_loss``
+in the yaml; ``joint`` is the paper's one mean over the batch):
+
+- :func:`divided_mix_loss`: ``L_X + lambda_u * L_U``, each a mean over its own
+  mixed samples; :func:`unlabeled_squared_error`: DivideMix's bounded L_U;
+  :func:`unlabeled_rampup`: its linear ramp of lambda_u after the warm-up.
+
 Guards against confirmation bias where the paper is silent (each off when its
 yaml weight is 0, which gives the paper's recipe back):
 
@@ -265,6 +272,14 @@ def mix_pairs(values, delta, perm):
     return delta * values + (1.0 - delta) * values[perm.to(values.device)]
 
 
+def _empty_soft_batch(name, logits, soft_targets):
+    """True for an empty batch; a DataError naming ``name`` when logits and targets differ in shape."""
+    if logits.shape != soft_targets.shape:
+        raise DataError(f"{name}: logits {tuple(logits.shape)} and targets "
+                        f"{tuple(soft_targets.shape)} differ in shape")
+    return logits.shape[0] == 0
+
+
 def soft_cross_entropy(logits, soft_targets):
     """Cross-entropy with soft targets: L_MIX on the mixed batch (Eq. 9, first term).
 
@@ -289,12 +304,7 @@ def soft_cross_entropy(logits, soft_targets):
     >>> round(float(soft_cross_entropy(z, torch.tensor([[0.3, 0.7]]))), 4)  # log 2
     0.6931
     """
-    if logits.shape != soft_targets.shape:
-        raise DataError(
-            f"soft_cross_entropy: logits {tuple(logits.shape)} and targets "
-            f"{tuple(soft_targets.shape)} differ in shape"
-        )
-    if logits.shape[0] == 0:
+    if _empty_soft_batch("soft_cross_entropy", logits, soft_targets):
         return logits.sum() * 0.0
     # not F.cross_entropy(logits, soft_targets): the same value, but its forward differs in the last bit
     # on the CPU for about half of random batches, and results must stay byte-identical (issue 21)
@@ -345,6 +355,125 @@ def symmetric_kl(logits_a, logits_b):
     kl_ab = (log_pa.exp() * (log_pa - log_pb)).sum(dim=-1)
     kl_ba = (log_pb.exp() * (log_pb - log_pa)).sum(dim=-1)
     return (0.5 * (kl_ab + kl_ba)).mean()
+
+
+def unlabeled_squared_error(logits, soft_targets):
+    """DivideMix's bounded loss on the mixed unlabeled samples: ``L_U = mean_i ||t_i - softmax(z_i)||^2``.
+
+    Li et al. (2020), DivideMix, Sec. 3.3 (the squared L2 distance between the
+    mixed pseudo-label and the prediction, averaged over the mixed samples
+    of U). Unlike the cross-entropy of the paper's L_MIX it is bounded (at
+    most 2 per sample), so a wrong pseudo-label cannot pull as hard as a
+    right one. DivideMix's code averages over the classes too (its lambda_u
+    of 25 at K = 10 is 2.5 here). An empty batch gives a zero that still
+    carries the graph of ``logits``.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        Shape (N, K).
+    soft_targets : torch.Tensor
+        Shape (N, K), rows summing to 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss in [0, 2].
+
+    Example
+    -------
+    >>> z = torch.tensor([[0.0, 0.0]])
+    >>> float(unlabeled_squared_error(z, torch.tensor([[1.0, 0.0]])))  # (1 - 0.5)^2 + (0 - 0.5)^2
+    0.5
+    """
+    if _empty_soft_batch("unlabeled_squared_error", logits, soft_targets):
+        return logits.sum() * 0.0
+    return ((soft_targets - F.softmax(logits, dim=-1)) ** 2).sum(dim=-1).mean()
+
+
+def unlabeled_rampup(epoch, warmup_epochs, rampup_epochs):
+    """The weight ramp of L_U: ``clip((epoch - warmup) / rampup, 0, 1)`` [DivideMix's ``linear_rampup``].
+
+    DivideMix ramps lambda_u up linearly over 16 epochs after its warm-up, so
+    that the first guesses, from a model trained on noisy labels only, weigh
+    little. Here the ramp moves per epoch; ``rampup_epochs = 0`` gives 1 from
+    the first SSSL epoch.
+
+    Arguments
+    ---------
+    epoch : int
+        The current epoch, 1-based.
+    warmup_epochs : int
+        Epochs before the first partition.
+    rampup_epochs : int
+        Length of the ramp, >= 0.
+
+    Returns
+    -------
+    float
+        The factor in [0, 1] that multiplies lambda_u.
+
+    Example
+    -------
+    >>> [unlabeled_rampup(e, 2, 4) for e in (2, 3, 4, 6, 9)]
+    [0.0, 0.25, 0.5, 1.0, 1.0]
+    >>> unlabeled_rampup(3, 2, 0)
+    1.0
+    """
+    if rampup_epochs <= 0:
+        return 1.0
+    return float(min(max((epoch - warmup_epochs) / rampup_epochs, 0.0), 1.0))
+
+
+def divided_mix_loss(logits, mixed_targets, unlabeled, weight, unlabeled_loss):
+    """L_MIX split as in DivideMix: ``L_X + weight * L_U`` over the mixed batch.
+
+    The mixed sample i keeps at least half of sample i (``delta >= 0.5``,
+    :func:`mixup_weights`), so it counts in X or in U as sample i does
+    (DivideMix mixes X' and U' the same way, and scores the first |X| mixed
+    samples with L_X and the rest with L_U). ``L_X`` is the soft
+    cross-entropy over the X rows; ``L_U`` is the soft cross-entropy
+    (``cross_entropy``) or :func:`unlabeled_squared_error` (``squared_error``)
+    over the U rows; each is a mean over its own rows. ``weight = 0`` trains
+    on X only (U still enters the X rows as a mixing partner). The paper's
+    L_MIX, one mean over the whole batch, is :func:`soft_cross_entropy`.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        Logits of the mixed batch, shape (B, K).
+    mixed_targets : torch.Tensor
+        Its mixed targets (Eq. 7), shape (B, K).
+    unlabeled : torch.Tensor
+        Bool, shape (B,): sample i is in U.
+    weight : float
+        lambda_u (times its ramp, :func:`unlabeled_rampup`), >= 0.
+    unlabeled_loss : str
+        ``cross_entropy`` or ``squared_error``.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Scalar.
+    l_u : torch.Tensor
+        L_U alone (before its weight), for the logs.
+
+    Example
+    -------
+    >>> z, t = torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> loss, l_u = divided_mix_loss(z, t, torch.tensor([False, True]), 2.0, "squared_error")
+    >>> round(float(loss), 4), float(l_u)  # log 2 + 2 * 0.5
+    (1.6931, 0.5)
+    """
+    losses = {"cross_entropy": soft_cross_entropy, "squared_error": unlabeled_squared_error}
+    if unlabeled_loss not in losses:
+        raise ConfigError(f"unlabeled_loss={unlabeled_loss!r}: choose one of {', '.join(losses)}")
+    if not weight >= 0:
+        raise ConfigError(f"unlabeled_weight={weight!r}: must be >= 0")
+    labeled = ~unlabeled
+    l_x = soft_cross_entropy(logits[labeled], mixed_targets[labeled])
+    l_u = losses[unlabeled_loss](logits[unlabeled], mixed_targets[unlabeled])
+    return l_x + weight * l_u, l_u
 
 
 def sssl_loss(l_mix, l_kl, lam, l_prior=0.0, prior_weight=0.0):

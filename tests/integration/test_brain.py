@@ -108,6 +108,7 @@ def test_refined_unlabeled_targets_blend_the_guess_with_the_inherited_label(nois
     brain.clean_prob = torch.full((n,), 0.25)
     brain.epoch_probs = torch.tensor([[0.6, 0.4]]).repeat(n, 1)
     brain.hparams.mixup_alpha, brain.hparams.prior_weight, brain.hparams.pseudo_labels = 0.0, 0.0, "epoch"
+    brain.hparams.unlabeled_loss = "joint"  # U's rows in the loss (with the default none they carry none)
     labels = torch.nn.functional.one_hot(batch.label.data[:, 0], 2).float()
     guess = brain.epoch_probs
     for option, target in (("guess", sharpen(guess, 0.5)),
@@ -121,6 +122,41 @@ def test_refined_unlabeled_targets_blend_the_guess_with_the_inherited_label(nois
         torch.testing.assert_close(loss, expected)
     assert (batch.label.data[:, 0] == 1).any()  # labels that disagree with the guess: the targets differ
     assert not torch.allclose(sharpen(guess, 0.5), sharpen(0.25 * labels + 0.75 * guess, 0.5))
+
+
+def test_divided_mix_loss_scores_x_and_u_rows_apart(noisy, tmp_path):
+    # L_MIX by hand: joint (the paper's one mean) or L_X + ramp * lambda_u * L_U (DivideMix), mixing off
+    from sssl_brain.method.sssl import sharpen, soft_cross_entropy
+
+    _, segments, _ = noisy
+    brain, dataset, hp = _train(tmp_path / "split_u", segments, "proposed_star", epochs=2, warmup=1)
+    n = len(dataset)
+    batch = next(iter(brain.make_dataloader(dataset, stage=None, ckpt_prefix=None, batch_size=n)))
+    noisy_rows = torch.arange(n) % 3 == 0
+    brain.clean_mask = ~noisy_rows
+    brain.clean_prob = torch.full((n,), 0.5)
+    brain.epoch_probs = torch.tensor([[0.9, 0.1]]).repeat(n, 1)
+    brain.hparams.mixup_alpha, brain.hparams.prior_weight, brain.hparams.pseudo_labels = 0.0, 0.0, "epoch"
+    targets = torch.nn.functional.one_hot(batch.label.data[:, 0], 2).float()
+    targets[noisy_rows] = sharpen(brain.epoch_probs[noisy_rows], 0.5)
+    u = noisy_rows[batch.index.data[:, 0]]  # the rows of the batch that are in U
+    assert 0 < int(u.sum()) < n
+    hp["epoch_counter"].current = 3  # warm-up 1, ramp over 4 epochs: the factor is 0.5
+    brain.hparams.warmup_epochs = 1
+    cases = (("joint", 1.0, 0, lambda z: soft_cross_entropy(z, targets)),
+             ("squared_error", 2.0, 4, lambda z: soft_cross_entropy(z[~u], targets[~u]) + 1.0 * (
+                 (targets[u] - z[u].softmax(-1)) ** 2).sum(-1).mean()),
+             ("cross_entropy", 0.0, 0, lambda z: soft_cross_entropy(z[~u], targets[~u])),
+             ("none", 1.0, 0, lambda z: soft_cross_entropy(z[~u], targets[~u])))
+    for option, weight, rampup, by_hand in cases:
+        brain.hparams.unlabeled_loss, brain.hparams.unlabeled_weight = option, weight
+        brain.hparams.unlabeled_rampup_epochs = rampup
+        torch.manual_seed(3)
+        loss, parts = brain.sssl_objective(batch)
+        torch.manual_seed(3)  # the same dropout masks
+        expected = by_hand(brain.modules.model(batch.feats.data).float())
+        torch.testing.assert_close(loss, expected)
+        assert (parts["l_u"] == 0.0) == (option in ("joint", "none"))
 
 
 def test_rdrop_passes_share_one_trunk_pass():
@@ -138,10 +174,22 @@ def test_rdrop_passes_share_one_trunk_pass():
 
 @pytest.mark.parametrize("key,value", [("tau", 1.5), ("tau", 0.0), ("method", "dividemix"),
                                        ("sharpen_temperature", 0), ("rdrop_lambda", -1),
-                                       ("partition_min_samples", 1.5), ("partition_bias_tolerance", -1)])
+                                       ("partition_min_samples", 1.5), ("partition_bias_tolerance", -1),
+                                       ("unlabeled_loss", "mse"), ("unlabeled_weight", -1),
+                                       ("unlabeled_rampup_epochs", -2)])
 def test_wrong_sssl_options_name_the_option(key, value):
     with pytest.raises(ConfigError, match=key):
         check_sssl_hparams(brain_hparams(**{key: value}))
+
+
+def test_joint_or_no_unlabeled_loss_refuses_a_weight_or_a_ramp():
+    # the paper's L_MIX (and X alone) has no lambda_u: a weight or a ramp that would be ignored is refused
+    for loss in ("joint", "none"):
+        for key, value in (("unlabeled_weight", 2.0), ("unlabeled_rampup_epochs", 4)):
+            with pytest.raises(ConfigError, match=f"with unlabeled_loss={loss}: it has no lambda_u"):
+                check_sssl_hparams(brain_hparams(unlabeled_loss=loss, **{key: value}))
+    check_sssl_hparams(brain_hparams(unlabeled_loss="squared_error", unlabeled_weight=2.0,
+                                     unlabeled_rampup_epochs=4))
 
 
 @pytest.mark.parametrize("key", BRAIN_HPARAMS)
