@@ -275,7 +275,7 @@ class SSSLBrain(sb.Brain):
             l_mix = soft_cross_entropy(logits.float()[~noisy], mixed_targets[~noisy])
         else:  # DivideMix's L_X + lambda_u * L_U
             weight = float(hp.unlabeled_weight) * unlabeled_rampup(
-                self.hparams.epoch_counter.current, int(hp.warmup_epochs), int(hp.unlabeled_rampup_epochs))
+                hp.epoch_counter.current, int(hp.warmup_epochs), int(hp.unlabeled_rampup_epochs))
             l_mix, l_u = divided_mix_loss(logits.float(), mixed_targets, noisy, weight, hp.unlabeled_loss)
         prior_weight = float(hp.prior_weight)
         l_prior = logits.new_zeros(())
