@@ -248,3 +248,23 @@ def test_demo_export_says_when_no_method_has_a_trained_fold(tmp_path):
     (tmp_path / "sssl" / "fold_0").mkdir(parents=True)  # a warm-up-only folder is not a trained fold
     with pytest.raises(SystemExit, match=r"no trained fold 0 of sssl, proposed_star or inherit in .*"):
         export_and_plot(str(tmp_path), str(tmp_path), str(tmp_path / "model"))
+
+
+def test_demo_recipe_is_importable_by_the_spawned_fold_processes():
+    """``make demo`` trains its folds in spawned processes (``fold_jobs: 2``), which unpickle the
+    recipe's ``fold_job`` by module name: a fresh interpreter with the demo's ``sys.path`` must find
+    it (a module loaded under a made-up name is not found there)."""
+    import pickle
+    import subprocess
+    import sys
+
+    from run_demo import DEMO_OVERRIDES, load_recipe
+
+    assert "--fold_jobs=2" in DEMO_OVERRIDES
+    recipe = load_recipe("csv")
+    code = "import pickle, sys; f = pickle.loads(sys.stdin.buffer.read()); print(f.__module__, f.__name__)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(recipe.fold_job),
+                          capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().split() == [recipe.__name__, "fold_job"]
