@@ -311,27 +311,27 @@ def plot_curves(results, path):
     import matplotlib.pyplot as plt
 
     noises = sorted({r["noise"] for r in results if r["config"] != "clean"})
-    # one colour per config in every panel (the order of the runs differs between noise levels)
-    labels = list(dict.fromkeys(row_label(r, results) for r in results))
-    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    row_labels = [row_label(r, results) for r in results]
+    labels = list(dict.fromkeys(row_labels))
+    # one colour and line style per config in every panel (the order of the runs differs between noise levels)
+    styles = {label: {"color": f"C{i % 10}", "ls": "--" if label.startswith("clean") else "-"}
+              for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(noises), figsize=(6 * len(noises), 4), squeeze=False, sharey=True)
     for ax, noise in zip(axes[0], noises):
         configs = {}
-        for r in results:
+        for r, label in zip(results, row_labels):
             if r["noise"] == noise or r["config"] == "clean":
-                configs.setdefault(row_label(r, results), []).append(r["test_curve"])
+                configs.setdefault(label, []).append(r["test_curve"])
         for config in (label for label in labels if label in configs):
             mean = 100 * np.mean(np.array(configs[config]), axis=0)
-            style = "--" if config.startswith("clean") else "-"
-            ax.plot(np.arange(1, mean.size + 1), mean, label=config, ls=style, color=colours[config])
+            ax.plot(np.arange(1, mean.size + 1), mean, label=config, **styles[config])
         warmup = results[0]["warmup"]
         ax.axvline(warmup + 0.5, color="grey", lw=0.8)
         ax.set(title=f"{noise:.0%} symmetric noise (mean of seeds)", xlabel="epoch",
                ylabel="test accuracy vs clean labels, %")
         ax.grid(alpha=0.3)
     # below the panels, in one column: the labels (config and settings) are long
-    handles = [plt.Line2D([], [], color=colours[label], ls="--" if label.startswith("clean") else "-")
-               for label in labels]
+    handles = [plt.Line2D([], [], **styles[label]) for label in labels]
     fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.03 * len(labels) + 0.02, 1, 1))
     fig.set_figheight(4 + 0.2 * len(labels))

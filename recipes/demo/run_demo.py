@@ -17,7 +17,7 @@ Usage: python recipes/demo/run_demo.py [--songs N] [--folds K] [extra SpeechBrai
 """
 
 import argparse
-import importlib.util
+import importlib
 import os
 import sys
 import time
