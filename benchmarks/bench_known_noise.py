@@ -42,7 +42,8 @@ epoch selected among the post-warm-up epochs only (``selection_scope: post_warmu
 SSSL, a warm-up checkpoint is plain cross-entropy; the baseline is selected among all) and
 its best over epochs (an oracle, for reading only); how many SSSL epochs hit each
 partition fallback (``fallbacks``; ``fallback_triggers`` per epoch); the clean set's
-precision and recall over the SSSL epochs; the swing (standard deviation of the validation
+precision and recall over the SSSL epochs (mean; per epoch in the JSON's ``x_precision_curve``
+and ``x_recall_curve``); the swing (standard deviation of the validation
 accuracy over the post-warm-up epochs). Written to
 ``<out>/known_noise.md`` / ``.json`` with the per-epoch test curves.
 
@@ -238,6 +239,8 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
         "test_best_oracle": max(brain.test_curve),
         "x_precision": float(np.mean([float(h["clean_precision"]) for h in history])) if history else None,
         "x_recall": float(np.mean([float(h["clean_recall"]) for h in history])) if history else None,
+        "x_precision_curve": [float(h["clean_precision"]) for h in history],
+        "x_recall_curve": [float(h["clean_recall"]) for h in history],
         "swing": float(np.std(post)) if post else None, "test_curve": brain.test_curve,
         "fallbacks": dict(Counter(h["fallback"] or "none" for h in history)),
         "fallback_triggers": [h.get("fallback_trigger", "") for h in history],

@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+import pytest
+
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benchmarks")
 sys.path.insert(0, BENCH)
 
@@ -51,6 +53,10 @@ def test_known_noise_benchmark_measures_what_it_reports(tmp_path):
     assert post > 1 and sssl["test_selected_post_warmup"] == sssl["test_curve"][post - 1]
     assert len(ce["test_curve"]) == len(sssl["test_curve"]) == 3
     assert ce["x_precision"] is None and 0 <= sssl["x_precision"] <= 1 and 0 <= sssl["x_recall"] <= 1
+    # per SSSL epoch (2 of 3), and the reported figure is their mean
+    assert ce["x_precision_curve"] == []
+    assert len(sssl["x_precision_curve"]) == len(sssl["x_recall_curve"]) == 2
+    assert sssl["x_precision"] == pytest.approx(sum(sssl["x_precision_curve"]) / 2)
     assert ce["test_selected"] in ce["test_curve"] and max(ce["test_curve"]) == ce["test_best_oracle"]
     per_run, means = (tmp_path / "known_noise.md").read_text().split("Means over seeds")
     assert per_run.count("| 40% |") == 3 and means.count("| 40% |") == 3
