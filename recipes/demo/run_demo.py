@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "recipes", "csv"))
 
@@ -74,7 +76,8 @@ def main(argv=None):
         load_recipe("csv").main([hparams] + overrides + ["--dataset=demo"])
     exp = os.path.join(args.results, "demo", "quadrant_seg1s_seed1986")
     print("\n" + experiment_summary(exp, plot_folder=exp))
-    model_dir = export_and_plot(exp, args.data, os.path.join(args.results, "demo", "model"))
+    model_dir = export_and_plot(exp, args.data, os.path.join(args.results, "demo", "model"),
+                                yaml.safe_load(args.folds))
     print(f"demo finished in {time.time() - start:.0f} s; outputs in {exp}")
     print(f"exported model: {model_dir}  (try: sssl-classify {model_dir} SONG.mp3 --plot curve.png)")
 
@@ -92,19 +95,27 @@ def load_recipe(dataset):
     return module
 
 
-def export_and_plot(exp, data_folder, model_dir):
-    """Exports fold 0 of the first trained method of ``METHODS`` (sssl, proposed_star, inherit)
-    and draws the emotion curve (Figure 2) of its first test song."""
-    from sssl_brain.inference.export import export_fold
-    from sssl_brain.inference.recognizer import EmotionRecognizer, plot_segment_probabilities
+def fold_to_export(exp, folds=(0,)):
+    """The fold folder the demo exports: the first of ``folds`` (those run, in ``--folds`` order)
+    trained by the first method of ``METHODS`` (sssl, proposed_star, inherit) that has one."""
     from sssl_brain.method.checks import METHODS
 
-    folds = [os.path.join(exp, m, "fold_0") for m in METHODS]
-    trained = [f for f in folds if os.path.exists(os.path.join(f, "fold_config.json"))]
+    candidates = [os.path.join(exp, m, f"fold_{k}") for m in METHODS for k in folds]
+    trained = [f for f in candidates if os.path.exists(os.path.join(f, "fold_config.json"))]
     if not trained:
-        raise SystemExit(f"no trained fold 0 of {', '.join(METHODS[:-1])} or {METHODS[-1]} in {exp}: "
+        names = ", ".join(str(k) for k in folds)
+        raise SystemExit(f"no trained fold {names} of {', '.join(METHODS[:-1])} or {METHODS[-1]} in {exp}: "
                          "nothing to export")
-    fold = trained[0]
+    return trained[0]
+
+
+def export_and_plot(exp, data_folder, model_dir, folds=(0,)):
+    """Exports the first trained fold of ``folds`` (:func:`fold_to_export`) and draws the emotion
+    curve (Figure 2) of its first test song."""
+    from sssl_brain.inference.export import export_fold
+    from sssl_brain.inference.recognizer import EmotionRecognizer, plot_segment_probabilities
+
+    fold = fold_to_export(exp, folds)
     export_fold(fold, model_dir, overwrite=True)
     song = next(r for r in read_csv_dicts(os.path.join(fold, "song_predictions.csv")) if r["split"] == "test")
     path = next(r["path"] for r in read_csv_dicts(os.path.join(data_folder, "annotations.csv"))

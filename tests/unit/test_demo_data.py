@@ -250,6 +250,20 @@ def test_demo_export_says_when_no_method_has_a_trained_fold(tmp_path):
         export_and_plot(str(tmp_path), str(tmp_path), str(tmp_path / "model"))
 
 
+def test_demo_exports_a_fold_it_ran_when_fold_0_was_not_run(tmp_path):
+    """``run_demo.py --folds "[2, 3]"`` exports fold 2 (it used to stop with "no trained fold 0")."""
+    from run_demo import fold_to_export
+
+    for method, fold in (("inherit", 2), ("sssl", 3), ("sssl", 2)):
+        (tmp_path / method / f"fold_{fold}").mkdir(parents=True)
+        (tmp_path / method / f"fold_{fold}" / "fold_config.json").write_text("{}")
+    (tmp_path / "sssl" / "fold_0").mkdir()  # not trained: ignored
+    assert fold_to_export(str(tmp_path), [2, 3]) == str(tmp_path / "sssl" / "fold_2")
+    assert fold_to_export(str(tmp_path), [3, 2]) == str(tmp_path / "sssl" / "fold_3")
+    with pytest.raises(SystemExit, match=r"no trained fold 0, 1 of sssl"):
+        fold_to_export(str(tmp_path), [0, 1])
+
+
 def test_demo_recipe_is_importable_by_the_spawned_fold_processes():
     """``make demo`` trains its folds in spawned processes (``fold_jobs: 2``), which unpickle the
     recipe's ``fold_job`` by module name: a fresh interpreter with the demo's ``sys.path`` must find
