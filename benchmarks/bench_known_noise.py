@@ -217,6 +217,8 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
     wall = time.time() - start
     # the partition history of every epoch (recovering a checkpoint restores the history up to its epoch)
     history = [h for h in state.history if h.get("clean_precision", "") != ""]
+    precision = [float(h["clean_precision"]) for h in history]
+    recall = [float(h["clean_recall"]) for h in history]
     selection = brain.recover_selected()
     test_selected, test_selected_both = brain.test_accuracies()  # the selected checkpoint holds the peer too
     both = {}
@@ -237,10 +239,9 @@ def run(config, noise, seed, epochs, warmup, lr, folder, ema_decay=0.99, setting
         "test_selected_post_warmup": test_post,
         "selected_epoch_post_warmup": post_selection["selected_epoch"],
         "test_best_oracle": max(brain.test_curve),
-        "x_precision": float(np.mean([float(h["clean_precision"]) for h in history])) if history else None,
-        "x_recall": float(np.mean([float(h["clean_recall"]) for h in history])) if history else None,
-        "x_precision_curve": [float(h["clean_precision"]) for h in history],
-        "x_recall_curve": [float(h["clean_recall"]) for h in history],
+        "x_precision": float(np.mean(precision)) if precision else None,
+        "x_recall": float(np.mean(recall)) if recall else None,
+        "x_precision_curve": precision, "x_recall_curve": recall,
         "swing": float(np.std(post)) if post else None, "test_curve": brain.test_curve,
         "fallbacks": dict(Counter(h["fallback"] or "none" for h in history)),
         "fallback_triggers": [h.get("fallback_trigger", "") for h in history],
