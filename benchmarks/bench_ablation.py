@@ -231,7 +231,7 @@ def main(argv=None):
 
         data = args.data_folder or os.path.join(ROOT, "demo_data")
         generate_demo_dataset(data, n_songs=160, seed=0, min_duration=20, max_duration=30)
-        model += [*DEMO_SCHEDULE, "--max_song_duration=20"]
+        model += DEMO_SCHEDULE
     elif not args.data_folder:
         ap.error("--data_folder is required for a dataset recipe")
     else:

@@ -6,7 +6,9 @@ Three tables, all recomputed from the files of the run:
 2. segment level on the test songs, against the segment truth, beside the
    reference "every segment takes its song's label" (1 - label-noise rate):
    a segment classifier trained on inherited labels has learned nothing
-   beyond the song label until it beats this reference;
+   beyond the song label until it beats this reference; then the same per fold, with the
+   accuracy of the two axes of a quadrant (valence, arousal), which shows a fold whose
+   model learned one axis only;
 3. the clean-set precision and recall per epoch (``partition.csv``), mean over folds.
 """
 
@@ -16,6 +18,7 @@ import os
 
 import numpy as np
 
+from sssl_brain.dataio.labels import CLASS_NAMES, QUADRANT_OF
 from sssl_brain.utils.io_utils import atomic_write_text, read_csv_dicts
 from sssl_brain.utils.plots import plot_clean_precision
 
@@ -54,6 +57,71 @@ def segment_truth_table(root):
             rows.append({"method": method, "n_segments": n, "acc_truth": 100.0 * hits / n,
                          "reference": 100.0 * ref / n})
     return rows
+
+
+def _axes_of_quadrant_index():
+    """Class index of the quadrant target -> its (valence, arousal) pair."""
+    pair_of = {q: pair for pair, q in QUADRANT_OF.items()}
+    return {i: pair_of[q] for i, q in enumerate(CLASS_NAMES["quadrant"])}
+
+
+def segment_truth_by_fold(root):
+    """Per method and fold: test-segment accuracy against the truth and, for the quadrant target,
+    the accuracy of each of its axes (valence, arousal).
+
+    The quadrant target is recognised by its probability columns ``p_Q1..p_Q4``. A quadrant model
+    can be right on arousal and at chance on valence (about 50 % on that axis): the pooled accuracy
+    alone does not show which.
+
+    Arguments
+    ---------
+    root : str
+        Experiment folder (``<method>/fold_<k>/segment_predictions.csv``).
+
+    Returns
+    -------
+    list of dict
+        ``method, fold, n_segments, acc_truth, reference, valence_acc, arousal_acc`` (percent;
+        the two axes None for a binary target); folds without truth are left out.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "sssl", "fold_0"))
+    >>> rows = ["song_id,segment,split,label,pred,truth,p_Q1,p_Q2,p_Q3,p_Q4",
+    ...         "s1,0,test,0,0,0,1,0,0,0", "s1,1,test,0,1,3,0,1,0,0", "s1,2,train,0,0,1,1,0,0,0"]
+    >>> with open(os.path.join(root, "sssl", "fold_0", "segment_predictions.csv"), "w") as f:
+    ...     _ = f.write("\\n".join(rows) + "\\n")
+    >>> r = segment_truth_by_fold(root)[0]
+    >>> r["fold"], r["n_segments"], r["acc_truth"], r["valence_acc"], r["arousal_acc"]
+    (0, 2, 50.0, 50.0, 50.0)
+    """
+    axes = _axes_of_quadrant_index()
+    out = []
+    for method in _methods(root):
+        for fold in _folds(root, method):
+            path = os.path.join(fold, "segment_predictions.csv")
+            if not os.path.isfile(path):
+                continue
+            rows = [r for r in read_csv_dicts(path)
+                    if r["split"] == "test" and r.get("truth", "") not in ("", "-1")]
+            if not rows:
+                continue
+            pred = [int(r["pred"]) for r in rows]
+            truth = [int(r["truth"]) for r in rows]
+            quadrant = all(f"p_{q}" in rows[0] for q in CLASS_NAMES["quadrant"])
+            row = {"method": method, "fold": int(os.path.basename(fold).split("_")[-1]),
+                   "n_segments": len(rows),
+                   "acc_truth": 100.0 * float(np.mean([p == t for p, t in zip(pred, truth)])),
+                   "reference": 100.0 * float(np.mean([r["label"] == r["truth"] for r in rows])),
+                   "valence_acc": None, "arousal_acc": None}
+            if quadrant:
+                for k, name in enumerate(("valence_acc", "arousal_acc")):
+                    hits = [axes[p][k] == axes[t][k] for p, t in zip(pred, truth)]
+                    row[name] = 100.0 * float(np.mean(hits))
+            out.append(row)
+    return out
 
 
 def clean_precision_by_epoch(root, method):
@@ -101,6 +169,20 @@ def experiment_summary(root, plot_folder=None):
                   "|---|---|---|---|"]
         lines += [f"| {r['method']} | {r['n_segments']} | {r['acc_truth']:.1f} | {r['reference']:.1f} |"
                   for r in seg]
+    per_fold = segment_truth_by_fold(root)
+    if per_fold:
+        axes = per_fold[0]["valence_acc"] is not None
+        note = "; valence, arousal: accuracy on each axis of the quadrant, 50 is chance" if axes else ""
+        lines += ["", f"Segment level per fold (test segments, accuracy vs truth %{note})",
+                  "", "| method | fold | segments | accuracy vs truth % | reference % |"
+                  + (" valence % | arousal % |" if axes else ""),
+                  "|---|---|---|---|---|" + ("---|---|" if axes else "")]
+        for r in per_fold:
+            cells = [r["method"], str(r["fold"]), str(r["n_segments"]), f"{r['acc_truth']:.1f}",
+                     f"{r['reference']:.1f}"]
+            if axes:
+                cells += [f"{r['valence_acc']:.1f}", f"{r['arousal_acc']:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
     for method in _methods(root):
         epochs, precision, recall = clean_precision_by_epoch(root, method)
         if not epochs:
