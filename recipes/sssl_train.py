@@ -258,15 +258,36 @@ def fold_job(folds, hparams_file, run_opts, overrides):
     train_folds(hparams_file, run_opts, overrides, exp, [(m, k) for k in folds for m in hparams["methods"]])
 
 
+def run_hparams(hparams_file, run_opts, overrides):
+    """The run's hyperparameters: the method's yaml under the dataset's yaml defaults, the command
+    line's overrides and the ``--debug`` limits.
+
+    Arguments
+    ---------
+    hparams_file, run_opts, overrides
+        What ``speechbrain.parse_arguments`` returns for the command line.
+
+    Returns
+    -------
+    prepare : callable
+        The dataset's prepare function (from its yaml).
+    overrides : dict
+        Every override the run uses (the folds' processes load the yaml again with them).
+    hparams : dict
+        The loaded hyperparameters (``experiment_folder`` names the run's folder).
+    """
+    prepare, dataset_defaults = load_dataset_hparams()
+    overrides = {**dataset_defaults, **parse_overrides(overrides)}
+    overrides = {**debug_overrides(run_opts, hparams_file, overrides), **overrides}
+    return prepare, overrides, load_hparams(hparams_file, overrides)
+
+
 def main(argv):
     """Parses the command line, prepares the data, trains every fold and method, writes the results."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless launched by torchrun
 
-    prepare, dataset_defaults = load_dataset_hparams()
-    overrides = {**dataset_defaults, **parse_overrides(overrides)}
-    overrides = {**debug_overrides(run_opts, hparams_file, overrides), **overrides}
-    hparams = load_hparams(hparams_file, overrides)
+    prepare, overrides, hparams = run_hparams(hparams_file, run_opts, overrides)
     check_experiment_hparams(hparams, run_opts)
     sb.create_experiment_directory(experiment_directory=hparams["experiment_folder"],
                                    hyperparams_to_save=hparams_file, overrides=overrides)

@@ -75,9 +75,10 @@ def main(argv=None):
     overrides = DEMO_OVERRIDES + [f"--folds={args.folds}", f"--data_folder={args.data}",
                                   f"--results_folder={args.results}", "--device=cpu"] + extra
     # the generic CSV recipe, as `python recipes/csv/train.py hparams/vgg16_sssl.yaml ...` runs it
+    argv = [hparams] + overrides + ["--dataset=demo"]
     with exit_on_error():
-        load_recipe("csv").main([hparams] + overrides + ["--dataset=demo"])
-    exp = os.path.join(args.results, "demo", "quadrant_seg1s_seed1986")
+        load_recipe("csv").main(argv)
+        exp = experiment_folder(argv)
     print("\n" + experiment_summary(exp, plot_folder=exp))
     model_dir = export_and_plot(exp, args.data, os.path.join(args.results, "demo", "model"),
                                 yaml.safe_load(args.folds))
@@ -96,6 +97,14 @@ def load_recipe(dataset):
     if os.path.dirname(os.path.abspath(module.__file__)) != folder:
         raise ImportError(f"'train' resolved to {module.__file__}, not {folder}/train.py")
     return module
+
+
+def experiment_folder(argv):
+    """The experiment folder the recipe writes for this command line (it names the seed, the
+    target and the segment duration: ``--seed=1987`` trains into ``quadrant_seg1s_seed1987``)."""
+    import speechbrain as sb
+
+    return load_recipe("csv").run_hparams(*sb.parse_arguments(argv))[2]["experiment_folder"]
 
 
 def fold_to_export(exp, folds=(0,)):

@@ -264,6 +264,18 @@ def test_demo_exports_a_fold_it_ran_when_fold_0_was_not_run(tmp_path):
         fold_to_export(str(tmp_path), [0, 1])
 
 
+def test_demo_summarises_the_folder_its_command_line_trained(tmp_path):
+    """``run_demo.py --seed=1987`` trains into ``quadrant_seg1s_seed1987``; the summary used to read a
+    fixed ``..._seed1986`` folder and stopped with FileNotFoundError after the training."""
+    from run_demo import DEMO_OVERRIDES, ROOT, experiment_folder
+
+    argv = [os.path.join(ROOT, "hparams", "vgg16_sssl.yaml"), *DEMO_OVERRIDES, f"--data_folder={tmp_path}",
+            f"--results_folder={tmp_path}", "--dataset=demo"]
+    assert experiment_folder(argv) == str(tmp_path / "demo" / "quadrant_seg1s_seed1986")
+    assert experiment_folder(argv + ["--seed=1987", "--seg_dur=2"]) == str(
+        tmp_path / "demo" / "quadrant_seg2s_seed1987")
+
+
 def test_demo_recipe_is_importable_by_the_spawned_fold_processes():
     """``make demo`` trains its folds in spawned processes (``fold_jobs: 2``), which unpickle the
     recipe's ``fold_job`` by module name: a fresh interpreter with the demo's ``sys.path`` must find
