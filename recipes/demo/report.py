@@ -31,8 +31,14 @@ def _methods(root):
     return sorted(d for d in os.listdir(root) if _folds(root, d))
 
 
-def segment_truth_table(root):
-    """Per method: test-segment accuracy against the truth and the inherit-the-song-label reference.
+def segment_truth_table(per_fold):
+    """Per method: test-segment accuracy against the truth and the inherit-the-song-label reference,
+    pooled over the folds of :func:`segment_truth_by_fold`.
+
+    Arguments
+    ---------
+    per_fold : list of dict
+        The rows of :func:`segment_truth_by_fold`.
 
     Returns
     -------
@@ -40,23 +46,12 @@ def segment_truth_table(root):
         ``method, n_segments, acc_truth, reference`` (percent, pooled over folds), or an empty
         list when the segment predictions carry no truth.
     """
-    rows = []
-    for method in _methods(root):
-        hits = ref = n = 0
-        for fold in _folds(root, method):
-            path = os.path.join(fold, "segment_predictions.csv")
-            if not os.path.isfile(path):
-                continue
-            for r in read_csv_dicts(path):
-                if r["split"] != "test" or r.get("truth", "") in ("", "-1"):
-                    continue
-                n += 1
-                hits += r["pred"] == r["truth"]
-                ref += r["label"] == r["truth"]
-        if n:
-            rows.append({"method": method, "n_segments": n, "acc_truth": 100.0 * hits / n,
-                         "reference": 100.0 * ref / n})
-    return rows
+    pooled = {}
+    for r in per_fold:
+        n, hits, ref = pooled.get(r["method"], (0, 0, 0))
+        pooled[r["method"]] = (n + r["n_segments"], hits + r["hits"], ref + r["reference_hits"])
+    return [{"method": method, "n_segments": n, "acc_truth": 100.0 * hits / n, "reference": 100.0 * ref / n}
+            for method, (n, hits, ref) in pooled.items()]
 
 
 def _axes_of_quadrant_index():
@@ -82,7 +77,8 @@ def segment_truth_by_fold(root):
     -------
     list of dict
         ``method, fold, n_segments, acc_truth, reference, valence_acc, arousal_acc`` (percent;
-        the two axes None for a binary target); folds without truth are left out.
+        the two axes None for a binary target) and the counts ``hits``, ``reference_hits``;
+        folds without truth are left out.
 
     Example
     -------
@@ -111,10 +107,11 @@ def segment_truth_by_fold(root):
             pred = [int(r["pred"]) for r in rows]
             truth = [int(r["truth"]) for r in rows]
             quadrant = all(f"p_{q}" in rows[0] for q in CLASS_NAMES["quadrant"])
+            hits = sum(p == t for p, t in zip(pred, truth))
+            reference_hits = sum(r["label"] == r["truth"] for r in rows)
             row = {"method": method, "fold": int(os.path.basename(fold).split("_")[-1]),
-                   "n_segments": len(rows),
-                   "acc_truth": 100.0 * float(np.mean([p == t for p, t in zip(pred, truth)])),
-                   "reference": 100.0 * float(np.mean([r["label"] == r["truth"] for r in rows])),
+                   "n_segments": len(rows), "hits": hits, "reference_hits": reference_hits,
+                   "acc_truth": 100.0 * hits / len(rows), "reference": 100.0 * reference_hits / len(rows),
                    "valence_acc": None, "arousal_acc": None}
             if quadrant:
                 for k, name in enumerate(("valence_acc", "arousal_acc")):
@@ -162,14 +159,14 @@ def experiment_summary(root, plot_folder=None):
             lines.append(f"| {r['method']} | {r['aggregator']} | {r['n_folds']} | "
                          f"{float(r['acc_mean']):.1f} ± {float(r['acc_std']):.1f} | "
                          f"{float(r['macro_f1_mean']):.1f} ± {float(r['macro_f1_std']):.1f} |")
-    seg = segment_truth_table(root)
+    per_fold = segment_truth_by_fold(root)  # every fold's predictions read once, for both tables
+    seg = segment_truth_table(per_fold)
     if seg:
         lines += ["", "Segment level (test segments of all folds, against the segment truth)", "",
                   "| method | segments | accuracy vs truth % | reference: song label for every segment % |",
                   "|---|---|---|---|"]
         lines += [f"| {r['method']} | {r['n_segments']} | {r['acc_truth']:.1f} | {r['reference']:.1f} |"
                   for r in seg]
-    per_fold = segment_truth_by_fold(root)
     if per_fold:
         axes = per_fold[0]["valence_acc"] is not None
         note = "; valence, arousal: accuracy on each axis of the quadrant, 50 is chance" if axes else ""
