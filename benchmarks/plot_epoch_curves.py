@@ -6,7 +6,8 @@ inherited labels; ``--column valid_acc_truth``: against the per-second truth,
 where the dataset has it) and writes one panel per fold with a line per method and
 the end of the warm-up marked, plus the same numbers as a markdown table
 on stdout, with each curve's swing (the standard deviation of the validation
-accuracy over the post-warm-up epochs). The selected epoch of each fold and
+accuracy over the post-warm-up epochs) and its epoch-to-epoch change (the mean
+absolute change between consecutive post-warm-up epochs: the jumps without the climb). The selected epoch of each fold and
 method (``metrics.json``) is drawn as a dot.
 
 Usage::
@@ -65,6 +66,24 @@ def swing(epochs, acc, warmup):
     return float(np.std(post)) if post else None
 
 
+def epoch_change(epochs, acc, warmup):
+    """The mean absolute change of ``acc`` from one epoch to the next, both epochs after ``warmup``, or None.
+
+    The swing (:func:`swing`) of a curve that climbs steadily measures the climb as much as the
+    jumps; this measures the jumps: a curve that climbs by 2 points every epoch has a change of
+    2.0, one that alternates 40, 60, 40, 60 a change of 20.0.
+
+    Example
+    -------
+    >>> epoch_change([1, 2, 3, 4, 5], [10.0, 50.0, 40.0, 44.0, 42.0], warmup=2)
+    3.0
+    >>> epoch_change([1, 2], [10.0, 50.0], warmup=1) is None
+    True
+    """
+    post = [a for e, a in zip(epochs, acc) if e > warmup]
+    return float(np.mean(np.abs(np.diff(post)))) if len(post) > 1 else None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("experiment")
@@ -87,8 +106,9 @@ def main(argv=None):
     cols = min(3, len(folds))
     rows = math.ceil(len(folds) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
-    print(f"| method | fold | valid acc % per epoch ({against}) | selected | swing after the warm-up |")
-    print("|---|---|---|---|---|")
+    print(f"| method | fold | valid acc % per epoch ({against}) | selected | swing after the warm-up "
+          "| epoch-to-epoch change after the warm-up |")
+    print("|---|---|---|---|---|---|")
     for ax, fold in zip(axes.flat, folds):
         for method, per_fold in curves.items():
             if fold not in per_fold:
@@ -98,9 +118,9 @@ def main(argv=None):
             if selected in epochs:
                 ax.plot([selected], [acc[epochs.index(selected)]], "o", color=line.get_color(), markersize=9,
                         markerfacecolor="none")
-            spread = swing(epochs, acc, args.warmup)
+            spread, change = swing(epochs, acc, args.warmup), epoch_change(epochs, acc, args.warmup)
             print(f"| {method} | {fold} | {' '.join(f'{a:.1f}' for a in acc)} | {selected} | "
-                  f"{'' if spread is None else f'{spread:.1f}'} |")
+                  f"{'' if spread is None else f'{spread:.1f}'} | {'' if change is None else f'{change:.1f}'} |")
         ax.axvline(args.warmup + 0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"fold {fold}")
         ax.set_xlabel("epoch")

@@ -56,7 +56,7 @@ from sssl_brain.method.sssl import (
     symmetric_kl,
     unlabeled_rampup,
 )
-from sssl_brain.method.teacher import TEACHER_RECOVERABLE, MeanTeacher
+from sssl_brain.method.teacher import PEER_TEACHER_RECOVERABLE, TEACHER_RECOVERABLE, MeanTeacher
 from sssl_brain.utils.distributed import gather_in_order, shard_positions
 from sssl_brain.utils.errors import SSSLError
 from sssl_brain.utils.training import set_epoch_lr, synchronized_clock
@@ -89,12 +89,17 @@ class SSSLBrain(sb.Brain):
             self.peer_streams = PeerStreams(self.device)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("peer", self.peer)
-        #: the EMA of the student (``ema_decay``), kept out of ``modules`` so the optimiser never sees it
-        self.teacher = None
+        #: the EMA of the student (``ema_decay``), kept out of ``modules`` so the optimiser never sees it;
+        #: with ``co_divide`` the peer has its own (``peer_teacher``), which serves for the peer
+        self.teacher = self.peer_teacher = None
         if self.hparams.ema_decay is not None:
             self.teacher = MeanTeacher(self.student, float(self.hparams.ema_decay)).to(self.device)
+            if self.peer is not None:
+                self.peer_teacher = MeanTeacher(self.peer, float(self.hparams.ema_decay)).to(self.device)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable(TEACHER_RECOVERABLE, self.teacher)
+                if self.peer_teacher is not None:
+                    self.checkpointer.add_recoverable(PEER_TEACHER_RECOVERABLE, self.peer_teacher)
         self.state = getattr(self.hparams, "partition_state", None) or selection.PartitionState()
         if self.checkpointer is not None and "partition_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("partition_state", self.state)
@@ -121,6 +126,12 @@ class SSSLBrain(sb.Brain):
         """The model that serves (partition pass, guesses, validation, predictions): the teacher, else the
         student."""
         return self.teacher.module if self.teacher is not None else self.student
+
+    @property
+    def serving_peer(self):
+        """The peer that serves (``co_divide``: its partition pass and its half of the co-guess): its
+        teacher, else the peer itself; None without ``co_divide``."""
+        return self.peer_teacher.module if self.peer_teacher is not None else self.peer
 
     def init_optimizers(self):
         """SpeechBrain's optimiser over the model; with ``co_divide`` a second one of the same class over
@@ -178,7 +189,7 @@ class SSSLBrain(sb.Brain):
         The same computation for ``sssl`` and ``proposed_star`` (R-Drop on or off), so the
         ablation changes only lambda.
         """
-        models = [self.serving_model] + ([self.peer] if self.peer is not None else [])
+        models = [self.serving_model] + ([self.serving_peer] if self.peer is not None else [])
         probs = []
         for model in models:
             was_training = model.training
@@ -191,9 +202,11 @@ class SSSLBrain(sb.Brain):
         return probs[0] if len(probs) == 1 else co_guess(*probs)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Updates the teacher after each optimiser step (``ema_decay``)."""
+        """Updates the teacher (and the peer's) after each optimiser step (``ema_decay``)."""
         if should_step and self.teacher is not None:
             self.teacher.update_parameters(self.student)
+            if self.peer_teacher is not None:
+                self.peer_teacher.update_parameters(self.peer)
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy against the inherited labels (warm-up, baseline, validation)."""
@@ -375,7 +388,7 @@ class SSSLBrain(sb.Brain):
         result, probs = self.compute_partition(epoch, report=self.peer is None)
         peer_result = peer_probs = None
         if self.peer is not None:
-            peer_result, peer_probs = self.compute_partition(epoch, self.peer, report=False)
+            peer_result, peer_probs = self.compute_partition(epoch, self.serving_peer, report=False)
             result, peer_result = crossed(result, peer_result)
             both = co_guess(torch.as_tensor(probs), torch.as_tensor(peer_probs)).numpy()
             self.state.history = self.reporter.partition(epoch, result, both, self.state.history)

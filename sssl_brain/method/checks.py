@@ -168,9 +168,6 @@ def check_sssl_hparams(hparams, run_opts=None, environ=None):
         raise ConfigError(f"warmup_mixup={hparams['warmup_mixup']!r}: must be True or False")
     if not isinstance(hparams["co_divide"], bool):
         raise ConfigError(f"co_divide={hparams['co_divide']!r}: must be True or False")
-    if hparams["co_divide"] and hparams["ema_decay"] is not None:
-        raise ConfigError(f"co_divide=True with ema_decay={hparams['ema_decay']!r}: the two do not combine "
-                          f"(the peer has no teacher); set co_divide=False or ema_decay=null")
     if float(hparams["rdrop_lambda"]) < 0:
         raise ConfigError(f"rdrop_lambda={hparams['rdrop_lambda']!r}: must be >= 0")
     if int(hparams["warmup_epochs"]) < 0:

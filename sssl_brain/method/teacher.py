@@ -32,6 +32,8 @@ _MODULE_PREFIX = "module."
 #: The teacher's name among the checkpointer's recoverables, and its file in each checkpoint folder.
 TEACHER_RECOVERABLE = "teacher"
 TEACHER_FILE = f"{TEACHER_RECOVERABLE}.ckpt"
+#: The teacher of ``co_divide``'s peer among the recoverables (a training aid, like the peer: not exported).
+PEER_TEACHER_RECOVERABLE = "peer_teacher"
 
 
 def ema_decay_at(decay, n_averaged):

@@ -84,7 +84,8 @@ def test_known_noise_oracles(tmp_path):
 
 
 def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):
-    """plot_epoch_curves: the table's swing is the std of the post-warm-up validation accuracy."""
+    """plot_epoch_curves: the table's swing is the std of the post-warm-up validation accuracy, its
+    epoch-to-epoch change the mean absolute difference of consecutive post-warm-up epochs."""
     import json
 
     import plot_epoch_curves
@@ -95,7 +96,7 @@ def test_epoch_curves_report_the_swing_after_the_warmup(tmp_path, capsys):
     (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 2}))
     plot_epoch_curves.main([str(tmp_path / "exp"), "--warmup", "2", "--out", str(tmp_path / "c.png")])
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sssl | 0 |")][0]
-    assert row.endswith("| 2 | 1.6 |")  # std of 40, 44, 42
+    assert row.endswith("| 2 | 1.6 | 3.0 |")  # std of 40, 44, 42; mean of |44 - 40|, |42 - 44|
     assert (tmp_path / "c.png").is_file()
 
 
@@ -112,5 +113,5 @@ def test_epoch_curves_against_the_truth_read_their_own_column(tmp_path, capsys):
     (fold / "metrics.json").write_text(json.dumps({"selected_epoch": 3}))
     plot_epoch_curves.main([str(tmp_path / "exp"), "--warmup", "1", "--column", "valid_acc_truth"])
     out = capsys.readouterr().out
-    assert "| inherit | 1 | 20.0 60.0 90.0 | 3 | 15.0 |" in out and "(per-second truth)" in out
+    assert "| inherit | 1 | 20.0 60.0 90.0 | 3 | 15.0 | 30.0 |" in out and "(per-second truth)" in out
     assert (tmp_path / "exp" / "valid_curves_truth.png").is_file()

@@ -34,8 +34,8 @@ def _trained(tmp_path, segments, monkeypatch):
 
     monkeypatch.setattr(brain_module, "partition_segments", rank_split)
     torch.set_num_threads(1)
-    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=3, warmup=2, co_divide=True,
-                      partition_bias_tolerance=None, partition_min_class_share=None)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=3, warmup=2, co_divide=True, ema_decay=None,
+                      partition_bias_tolerance=None, partition_min_class_share=None)  # no teachers: see below
     brain = make_brain(hp)
     initial_peer = None if brain.peer is None else [p.detach().clone() for p in brain.peer.parameters()]
     passes, objectives = [], []
@@ -108,8 +108,37 @@ def test_the_peer_is_the_same_network_with_other_weights():
 def test_co_divide_is_checked_by_name():
     with pytest.raises(ConfigError, match="co_divide='yes'"):
         check_sssl_hparams(brain_hparams(co_divide="yes"))
-    with pytest.raises(ConfigError, match="co_divide=True with ema_decay=0.99"):
-        check_sssl_hparams(brain_hparams(co_divide=True, ema_decay=0.99))
+    check_sssl_hparams(brain_hparams(co_divide=True, ema_decay=0.99))  # each network has its teacher
+
+
+def test_with_a_mean_teacher_each_network_is_served_by_its_own(tmp_path, segments, monkeypatch):
+    """co_divide + ema_decay: the peer's teacher (the EMA of the peer) makes the peer's partition pass and
+    its half of the co-guess; it is averaged after every step and checkpointed beside the model's."""
+    passes = []
+    compute_partition = brain_module.SSSLBrain.compute_partition
+
+    def recorded(self, epoch, model=None, report=True):
+        passes.append(model)
+        return compute_partition(self, epoch, model, report)
+
+    monkeypatch.setattr(brain_module.SSSLBrain, "compute_partition", recorded)
+    torch.set_num_threads(1)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=3, warmup=2, co_divide=True, ema_decay=0.9)
+    brain = make_brain(hp)
+    brain.fit(hp["epoch_counter"], datasets(segments), None,
+              train_loader_kwargs={"batch_size": 16, "shuffle": True})
+    assert brain.serving_model is brain.teacher.module and brain.serving_peer is brain.peer_teacher.module
+    assert passes == [None, brain.peer_teacher.module]  # the model's pass: the serving model (its teacher)
+    assert int(brain.peer_teacher.n_averaged) == int(brain.teacher.n_averaged) == 3 * 3  # 48 segments / 16
+    teacher_w = brain.peer_teacher.module.classifier[0].weight
+    assert not torch.allclose(teacher_w, brain.peer.classifier[0].weight)  # an average, not the peer
+    x = torch.randn(5, *datasets(segments)[0]["feats"].shape)
+    with torch.no_grad():
+        brain.teacher.module.eval(), brain.peer_teacher.module.eval()
+        own = torch.softmax(brain.teacher.module(x), -1)
+        peer = torch.softmax(brain.peer_teacher.module(x), -1)
+    assert torch.allclose(brain.guess_probs(x), (own + peer) / 2, atol=1e-6)
+    assert "peer_teacher" in brain.checkpointer.recoverables
 
 
 def test_the_state_keeps_the_peer_partition_across_a_checkpoint(tmp_path):
