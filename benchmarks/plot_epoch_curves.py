@@ -7,8 +7,8 @@ where the dataset has it) and writes one panel per fold with a line per method a
 the end of the warm-up marked, plus the same numbers as a markdown table
 on stdout, with each curve's swing (the standard deviation of the validation
 accuracy over the post-warm-up epochs) and its epoch-to-epoch change (the mean
-absolute change between consecutive post-warm-up epochs: the jumps without the climb). The selected epoch of each fold and
-method (``metrics.json``) is drawn as a dot.
+absolute change between consecutive post-warm-up epochs: the jumps without the
+climb). The selected epoch of each fold and method (``metrics.json``) is drawn as a dot.
 
 Usage::
 
@@ -119,8 +119,9 @@ def main(argv=None):
                 ax.plot([selected], [acc[epochs.index(selected)]], "o", color=line.get_color(), markersize=9,
                         markerfacecolor="none")
             spread, change = swing(epochs, acc, args.warmup), epoch_change(epochs, acc, args.warmup)
+            cells = ["" if v is None else f"{v:.1f}" for v in (spread, change)]
             print(f"| {method} | {fold} | {' '.join(f'{a:.1f}' for a in acc)} | {selected} | "
-                  f"{'' if spread is None else f'{spread:.1f}'} | {'' if change is None else f'{change:.1f}'} |")
+                  f"{cells[0]} | {cells[1]} |")
         ax.axvline(args.warmup + 0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"fold {fold}")
         ax.set_xlabel("epoch")
