@@ -377,7 +377,8 @@ def test_the_prior_penalty_pushes_a_biased_model_back_to_the_label_prior(noisy, 
 def test_the_brain_reads_the_partition_thresholds_and_normalises_once(noisy, tmp_path):
     _, segments, _ = noisy
     torch.set_num_threads(1)
-    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False)
+    hp = tiny_hparams(str(tmp_path), method="sssl", epochs=2, warmup=1, plot_partition=False,
+                      gmm_per_class=False)  # the pooled mixture and its fallbacks
     brain = make_brain(hp)
     brain.on_fit_start()
     dataset = datasets(segments)
@@ -387,7 +388,7 @@ def test_the_brain_reads_the_partition_thresholds_and_normalises_once(noisy, tmp
     np.testing.assert_array_equal(probs, raw_probs)
     # the losses of the plot and the diagnostics (result.losses) are the ones the mixture saw, normalised once
     np.testing.assert_array_equal(result.losses, normalize_losses(raw))
-    expected = partition_segments(raw, brain.train_labels, 2, seed=0 + 2)  # the yaml's values = the defaults
+    expected = partition_segments(raw, brain.train_labels, 2, seed=0 + 2)  # the yaml's other values = the defaults
     np.testing.assert_array_equal(result.clean_prob, expected.clean_prob)
     brain.hparams.partition_min_samples = len(dataset) + 1  # fewer segments than that: all labeled
     assert brain.compute_partition(epoch=2)[0].fallback == "too_few_samples"
