@@ -24,7 +24,8 @@ Configurations (``--configs``):
 * ``sssl``: SSSL with the yaml's defaults (class-prior penalty on), except the mean teacher: every
   config without ``+ema`` runs with ``ema_decay: null``, so the rows stay comparable with the
   tables made before the yaml turned the teacher on (2026-12-08); ``sssl+ema`` is the yaml's
-  default since then;
+  default since then. Every other option follows the yaml: since the end of 2026-12-08 that is
+  ``gmm_per_class: True`` too, so the rows of earlier tables need ``--set gmm_per_class=false``;
 * ``proposed_star``: ``sssl_paper`` without R-Drop (lambda 0);
 * ``<config>+ema``: the same with the mean teacher (``ema_decay`` = ``--ema_decay``), which
   serves the partition, the guesses, validation and the test predictions;
